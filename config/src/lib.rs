@@ -1,0 +1,288 @@
+//! Flotte's typed settings: defaults, then an optional TOML file, then
+//! `FLOTTE_…` environment variables. Loaded once by the binary and passed down;
+//! nothing reads the environment anywhere else.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+}
+
+/// Every setting Flotte has. Field names are the TOML keys; environment
+/// variables are `FLOTTE_<KEY>`, nested sections joined with `__`
+/// (`FLOTTE_APNS__ENDPOINT`), and the directory keys also as `FLOTTE_LDAP_<KEY>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the CA, the TLS certificate, the bootstrap token and the SQLite database live.
+    pub data_dir: PathBuf,
+    /// The address the HTTPS server listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// The URL devices use to reach Flotte (enrolment profiles point here).
+    pub public_url: Option<String>,
+    /// A technician token to accept instead of generating a bootstrap token.
+    pub admin_token: Option<String>,
+    /// Extra host names and addresses for the server's TLS certificate.
+    pub tls_hosts: Vec<String>,
+    /// The organisation name shown in certificates and profiles.
+    pub organisation: String,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info,flotte_server=debug`.
+    pub log_level: String,
+    pub http: HttpSettings,
+    pub worker: WorkerSettings,
+    pub retention: RetentionSettings,
+    pub apns: ApnsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body accepted from devices and the API, in bytes.
+    pub body_limit_bytes: usize,
+    /// Largest upload for imports (delivery lists, directory CSV), in bytes.
+    pub import_limit_bytes: usize,
+    /// A request that takes longer is answered 408.
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs of one kind running at once in one worker process.
+    pub concurrency: usize,
+    /// How often a worker tells the database it is alive.
+    pub heartbeat_secs: u64,
+    /// A job held by a worker that has been silent this long is handed to another.
+    pub orphan_after_secs: u64,
+    /// How often the job queues are polled when idle, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How often the table pruning runs.
+    pub prune_every_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Finished commands and their results are deleted after this many days.
+    pub command_days: u32,
+    /// Finished jobs are deleted after this many days.
+    pub job_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsSettings {
+    /// Apple's push gateway; tests point this at a local stand-in.
+    pub endpoint: String,
+    /// PEM bundle with the MDM push certificate and its key (optional: can be uploaded through the API).
+    pub certificate_path: Option<PathBuf>,
+    /// Extra CA certificates to trust for the push endpoint (the tests' stand-in).
+    pub ca_path: Option<PathBuf>,
+    /// Seconds a push stays valid at Apple when the device is offline.
+    pub expiration_secs: u64,
+    /// Pushes per second, fleet-wide per worker.
+    pub rate_per_sec: u32,
+    /// Wake-ups for one device within this many seconds are sent once.
+    pub coalesce_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./flotte-data"),
+            listen: "0.0.0.0:8443".parse().expect("literal address"),
+            database_url: None,
+            public_url: None,
+            admin_token: None,
+            tls_hosts: Vec::new(),
+            organisation: "Flotte".into(),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            http: HttpSettings {
+                body_limit_bytes: 1024 * 1024,
+                import_limit_bytes: 16 * 1024 * 1024,
+                request_timeout_secs: 30,
+                shutdown_grace_secs: 10,
+            },
+            worker: WorkerSettings {
+                concurrency: 8,
+                heartbeat_secs: 10,
+                orphan_after_secs: 60,
+                poll_interval_ms: 500,
+                prune_every_secs: 3600,
+            },
+            retention: RetentionSettings {
+                command_days: 30,
+                job_days: 7,
+            },
+            apns: ApnsSettings {
+                endpoint: "https://api.push.apple.com".into(),
+                certificate_path: None,
+                ca_path: None,
+                expiration_secs: 3 * 24 * 3600,
+                rate_per_sec: 200,
+                coalesce_secs: 30,
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given and present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("FLOTTE_")
+                .split("__")
+                .ignore(&["config"])
+                .map(|key| {
+                    // `FLOTTE_LDAP_URL` is the documented spelling for `[ldap] url`.
+                    let key = key.as_str();
+                    match key.strip_prefix("ldap_") {
+                        Some(rest) => format!("ldap.{rest}").into(),
+                        None => key.to_owned().into(),
+                    }
+                }),
+        );
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "public_url must start with https:// (devices refuse plain HTTP), got {url:?}"
+            )));
+        }
+        if self.http.body_limit_bytes < 16 * 1024 {
+            return Err(ConfigError::Invalid(
+                "http.body_limit_bytes below 16 KiB would refuse ordinary device messages".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database to use: the configured URL, else SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("flotte.db").display()),
+        }
+    }
+
+    /// The URL devices use: configured, else derived from the listen port on localhost.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("https://localhost:{}", self.listen.port()),
+        }
+    }
+
+    /// Host names and addresses the server certificate must name.
+    pub fn tls_hosts(&self) -> Vec<String> {
+        let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        if let Some(host) = host_of(&self.public_url()) {
+            hosts.push(host);
+        }
+        hosts.extend(self.tls_hosts.iter().cloned());
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+}
+
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "flotte.toml",
+                "listen = \"127.0.0.1:9443\"\norganisation = \"Stadt\"\n[http]\nbody_limit_bytes = 65536\nimport_limit_bytes = 1\nrequest_timeout_secs = 5\nshutdown_grace_secs = 1\n",
+            )?;
+            jail.set_env("FLOTTE_ORGANISATION", "Hansestadt");
+            jail.set_env("FLOTTE_APNS__ENDPOINT", "https://127.0.0.1:1");
+            let s = Settings::load(Some(Path::new("flotte.toml"))).expect("loads");
+            assert_eq!(s.listen.port(), 9443);
+            assert_eq!(s.organisation, "Hansestadt");
+            assert_eq!(s.apns.endpoint, "https://127.0.0.1:1");
+            assert_eq!(s.http.body_limit_bytes, 65536);
+            assert_eq!(s.data_dir, PathBuf::from("./flotte-data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_plain_http_public_url_is_refused_with_a_reason() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOTTE_PUBLIC_URL", "http://mdm.example");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("https://"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_not_silently_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("flotte.toml", "listn = \"127.0.0.1:1\"\n")?;
+            let err = Settings::load(Some(Path::new("flotte.toml"))).unwrap_err();
+            assert!(err.to_string().contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_defaults_to_sqlite_in_the_data_dir_and_hosts_include_the_public_host() {
+        let mut s = Settings::default();
+        assert!(s.database_url().starts_with("sqlite://./flotte-data/flotte.db"));
+        s.public_url = Some("https://mdm.schule.example:8443/".into());
+        assert_eq!(s.public_url(), "https://mdm.schule.example:8443");
+        assert!(s.tls_hosts().contains(&"mdm.schule.example".to_owned()));
+    }
+}

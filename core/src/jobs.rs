@@ -1,0 +1,47 @@
+//! Background jobs: what the server asks the worker to do.
+//!
+//! Each job is a small serde struct with a queue name. The server writes a job
+//! in the same database transaction as the data change it follows from, so a
+//! change never commits without its job or the other way round.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// A job type the worker knows how to run.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The apalis queue (`job_type`) the job is stored under. Part of the
+    /// on-disk format: renaming one strands the jobs already queued.
+    const QUEUE: &'static str;
+
+    /// Jobs with the same key are stored once while one is still waiting;
+    /// that is how repeated wake-ups for one device coalesce.
+    fn idempotency_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Wake a device so that it fetches its queued commands (an APNs push for an
+/// iPad). Coalesced per device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeDevice {
+    pub device_id: String,
+    /// A coalescing window: all wake-ups for one device in the same window share one job.
+    pub window: i64,
+}
+
+impl Job for WakeDevice {
+    const QUEUE: &'static str = "flotte.wake_device";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.device_id, self.window))
+    }
+}
+
+/// Keep the command and job tables bounded: delete finished rows past retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneTables {
+    pub requested_by: String,
+}
+
+impl Job for PruneTables {
+    const QUEUE: &'static str = "flotte.prune_tables";
+}

@@ -1,0 +1,16 @@
+//! Flotte's database schema as sea-orm migrations, one file per change, each
+//! written for SQLite and PostgreSQL alike. Migrations never import entities:
+//! a migration describes the schema as it was on the day it was written.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_foundation::Migration)]
+    }
+}

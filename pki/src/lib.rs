@@ -1,0 +1,25 @@
+//! Certificates and signatures for Flotte.
+//!
+//! Two libraries share the work on purpose: rcgen builds every certificate (its output is plain DER
+//! we control field by field), while OpenSSL does CMS/PKCS#7 and PKCS#12, because devices send BER
+//! signatures and expect legacy PKCS#12 algorithms that the pure-Rust crates do not handle.
+//!
+//! Nothing in this crate reads the system clock: every time-dependent call takes `now`, so that
+//! tests can travel in time and the server decides what "now" means.
+
+mod ca;
+mod cms;
+mod error;
+mod info;
+mod keys;
+mod pkcs12;
+
+pub use ca::{
+    CertificateAuthority, ClientCertificateRequest, IssuedCertificate, RevokedCertificate,
+    ServerKeyType,
+};
+pub use cms::{SignerCertificate, open_attached, sign_attached, sign_detached, verify_detached};
+pub use error::PkiError;
+pub use info::{CertificateInfo, certificate_info, der_to_pem, pem_to_der, sha256_fingerprint};
+pub use keys::generate_csr;
+pub use pkcs12::{parse_pkcs12, pkcs12};

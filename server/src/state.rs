@@ -1,0 +1,33 @@
+use crate::metrics::Metrics;
+use flotte_config::Settings;
+use flotte_core::Clock;
+use flotte_pki::CertificateAuthority;
+use flotte_storage::Store;
+use std::sync::Arc;
+
+/// What every handler may use. Built once by the binary and cloned per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub ca: Arc<CertificateAuthority>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        ca: Arc<CertificateAuthority>,
+    ) -> Self {
+        Self {
+            settings,
+            store,
+            clock,
+            ca,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The audit log: written in the same transaction as the change it records.
+
+use crate::Store;
+use crate::entity::audit_log;
+use chrono::{DateTime, Utc};
+use flotte_core::CoreError;
+use flotte_core::audit::AuditEntry;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait,
+    QueryOrder, QuerySelect,
+};
+
+pub(crate) async fn record(
+    conn: &impl ConnectionTrait,
+    entry: &AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<(), CoreError> {
+    audit_log::ActiveModel {
+        id: NotSet,
+        at: Set(now),
+        actor: Set(entry.actor.clone()),
+        action: Set(entry.action.clone()),
+        target: Set(entry.target.clone()),
+        source: Set(entry.source.clone()),
+        details: Set(entry.details.to_string()),
+    }
+    .insert(conn)
+    .await
+    .map_err(CoreError::storage)?;
+    Ok(())
+}
+
+impl Store {
+    /// Record an entry on its own (for events that change nothing else).
+    pub async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> Result<(), CoreError> {
+        record(&self.db, entry, now).await
+    }
+
+    /// The newest entries first.
+    pub async fn recent_audit(&self, limit: u64) -> Result<Vec<audit_log::Model>, CoreError> {
+        audit_log::Entity::find()
+            .order_by_desc(audit_log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)
+    }
+}

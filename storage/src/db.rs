@@ -1,0 +1,152 @@
+use flotte_core::CoreError;
+use flotte_migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr,
+    SqliteTransactionMode, SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions,
+    TransactionTrait,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database engine is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The raw pool the job runner (apalis) needs; it shares sea-orm's pool.
+#[derive(Debug, Clone)]
+pub enum JobPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// The handle every server and worker task shares. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) backend: Backend,
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://…` or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, CoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(CoreError::storage)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL is durable across process crashes in WAL mode; only a power
+                // cut can lose the last transactions, never corrupt the file.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+                .map_err(CoreError::storage)?;
+            Ok(Self {
+                db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                backend: Backend::Sqlite,
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(CoreError::storage)?;
+            Ok(Self {
+                db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                backend: Backend::Postgres,
+            })
+        } else {
+            Err(CoreError::Invalid(format!(
+                "database URL must start with sqlite:// or postgres://, got {:?}",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Bring the schema up to date: Flotte's tables and the job runner's. Safe to run repeatedly.
+    pub async fn migrate(&self) -> Result<(), CoreError> {
+        Migrator::up(&self.db, None).await.map_err(CoreError::storage)?;
+        match self.job_pool() {
+            JobPool::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
+                .run(&pool)
+                .await
+                .map_err(CoreError::storage)?,
+            JobPool::Postgres(pool) => apalis_postgres::PostgresStorage::migrations()
+                .run(&pool)
+                .await
+                .map_err(CoreError::storage)?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn job_pool(&self) -> JobPool {
+        match self.backend {
+            Backend::Sqlite => JobPool::Sqlite(self.db.get_sqlite_connection_pool().clone()),
+            Backend::Postgres => JobPool::Postgres(self.db.get_postgres_connection_pool().clone()),
+        }
+    }
+
+    /// The sea-orm connection, for the rare caller that needs raw access (tests, benchmarks).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// One round trip to the database: what `/healthz` reports.
+    pub async fn ping(&self) -> Result<(), CoreError> {
+        self.db.ping().await.map_err(CoreError::storage)
+    }
+
+    pub async fn close(self) -> Result<(), CoreError> {
+        self.db.close().await.map_err(CoreError::storage)
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at BEGIN, so that
+    /// two writers queue on the busy timeout instead of one failing when it
+    /// upgrades from reading to writing.
+    pub(crate) async fn write(&self) -> Result<DatabaseTransaction, CoreError> {
+        let options = TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        };
+        self.db
+            .begin_with_options(options)
+            .await
+            .map_err(CoreError::storage)
+    }
+}
+
+/// Turn a database error into the core's vocabulary: a unique-key clash is a
+/// conflict the caller can explain, anything else is a storage failure.
+pub(crate) fn db_err(what: &str) -> impl Fn(DbErr) -> CoreError + '_ {
+    move |e: DbErr| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            CoreError::Conflict(format!("{what} already exists"))
+        }
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+            CoreError::Invalid(format!("{what} refers to something that does not exist"))
+        }
+        _ => CoreError::storage(e),
+    }
+}
+
+pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), CoreError> {
+    txn.commit().await.map_err(CoreError::storage)
+}
+
+/// Used by queries that must behave the same on both engines.
+pub(crate) fn is_sqlite(conn: &impl ConnectionTrait) -> bool {
+    matches!(conn.get_database_backend(), sea_orm::DbBackend::Sqlite)
+}

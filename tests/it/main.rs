@@ -1,0 +1,3 @@
+//! The one integration-test binary: every black-box test of Flotte.
+
+mod directory_ldap;

@@ -1,0 +1,1 @@
+//! slapd harness (being written).

@@ -1,0 +1,9 @@
+//! Flotte's background worker: apalis workers over the shared database, one
+//! per job type, plus a small scheduler for periodic jobs. Handlers decide
+//! between "retry" (the error is returned) and "give up" (logged and audited).
+
+pub mod apns;
+mod jobs;
+mod runtime;
+
+pub use runtime::{WorkerDeps, run};

@@ -1,0 +1,117 @@
+//! Wiring: which job type runs on which queue, with what retry policy, on
+//! which database; and the scheduler that enqueues periodic work.
+
+use crate::jobs;
+use apalis::layers::retry::RetryPolicy;
+use apalis::prelude::*;
+use flotte_config::Settings;
+use flotte_core::Clock;
+use flotte_core::jobs::{Job, PruneTables, WakeDevice};
+use flotte_core::push::PushNotifier;
+use flotte_storage::{JobPool, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What job handlers may use.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub pusher: Arc<dyn PushNotifier>,
+}
+
+/// Attempts within one worker before a job is left as failed.
+const RETRIES: usize = 5;
+
+macro_rules! job_worker {
+    ($storage:expr, $job:ty, $handler:path, $name:expr, $deps:expr) => {{
+        let deps = $deps.clone();
+        let storage = $storage.clone();
+        let concurrency = deps.settings.worker.concurrency;
+        let worker_name = format!("{}-{}", $name, <$job as Job>::QUEUE);
+        move |_restarts: usize| {
+            WorkerBuilder::new(worker_name.clone())
+                .backend(storage.clone())
+                .concurrency(concurrency)
+                .retry(RetryPolicy::retries(RETRIES))
+                .data(deps.clone())
+                .build($handler)
+        }
+    }};
+}
+
+/// Run every job worker until `shutdown` resolves; jobs in flight get the
+/// shutdown grace period to finish, and any left unfinished are picked up again
+/// by the next worker once this one's heartbeat is overdue.
+pub async fn run(
+    deps: WorkerDeps,
+    name: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let w = deps.settings.worker.clone();
+    let heartbeat = Duration::from_secs(w.heartbeat_secs.max(1));
+    let missed = (w.orphan_after_secs / w.heartbeat_secs.max(1)).max(1) as usize;
+    let grace = Duration::from_secs(deps.settings.http.shutdown_grace_secs);
+
+    let scheduler = tokio::spawn(schedule_periodic(deps.clone()));
+    let signal = async move {
+        shutdown.await;
+        Ok(())
+    };
+    let monitor = Monitor::new().shutdown_timeout(grace);
+    let result = match deps.store.job_pool() {
+        JobPool::Sqlite(pool) => {
+            let config = |queue: &str| {
+                apalis_sqlite::Config::default()
+                    .queue(queue)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(missed)
+            };
+            let wake = apalis_sqlite::SqliteStorage::<WakeDevice>::new(&pool)
+                .with_config(config(WakeDevice::QUEUE));
+            let prune = apalis_sqlite::SqliteStorage::<PruneTables>::new(&pool)
+                .with_config(config(PruneTables::QUEUE));
+            monitor
+                .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
+                .register(job_worker!(prune, PruneTables, jobs::prune_tables, name, deps))
+                .run_with_signal(signal)
+                .await
+        }
+        JobPool::Postgres(pool) => {
+            let config = |queue: &str| {
+                apalis_postgres::Config::default()
+                    .queue(queue)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(missed)
+            };
+            let wake = apalis_postgres::PostgresStorage::<WakeDevice>::new(&pool)
+                .with_config(config(WakeDevice::QUEUE));
+            let prune = apalis_postgres::PostgresStorage::<PruneTables>::new(&pool)
+                .with_config(config(PruneTables::QUEUE));
+            monitor
+                .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
+                .register(job_worker!(prune, PruneTables, jobs::prune_tables, name, deps))
+                .run_with_signal(signal)
+                .await
+        }
+    };
+    scheduler.abort();
+    result.map_err(|e| anyhow::anyhow!("worker monitor stopped: {e}"))
+}
+
+/// Enqueue the periodic jobs. Several workers may run this loop: the
+/// idempotency key (one per period) keeps it to one job per period.
+async fn schedule_periodic(deps: WorkerDeps) {
+    let every = deps.settings.worker.prune_every_secs.max(1);
+    loop {
+        let now = deps.clock.now();
+        let job = PruneTables {
+            requested_by: format!("schedule:{}", now.timestamp() / every as i64),
+        };
+        if let Err(e) = deps.store.enqueue_job(&job, now).await {
+            tracing::warn!(error.cause_chain = ?e, "could not schedule table pruning");
+        }
+        tokio::time::sleep(Duration::from_secs(every)).await;
+    }
+}
