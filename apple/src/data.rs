@@ -139,7 +139,8 @@ pub(crate) fn decode_with_extra<T: Serialize + DeserializeOwned>(
     skip: &[&str],
 ) -> Result<(T, Dictionary), AppleError> {
     let value = Value::Dictionary(dict);
-    let typed: T = plist::from_value(&value).map_err(|error| AppleError::invalid(context, error))?;
+    let typed: T = plist::from_value(&value)
+        .map_err(|error| AppleError::invalid(context, describe(&error)))?;
     let known = known_keys(&typed)?;
     let extra = value
         .into_dictionary()
@@ -148,6 +149,19 @@ pub(crate) fn decode_with_extra<T: Serialize + DeserializeOwned>(
         .filter(|(key, _)| !known.contains_key(key) && !skip.contains(&key.as_str()))
         .collect();
     Ok((typed, extra))
+}
+
+/// plist's `Display` prints its error kind with `Debug` (`Serde("missing field `Token`")`);
+/// the serde message inside is the part worth logging.
+fn describe(error: &plist::Error) -> String {
+    let text = error.to_string();
+    match text
+        .strip_prefix("Serde(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+    {
+        Some(inner) => inner.replace("\\\"", "\""),
+        None => text,
+    }
 }
 
 fn known_keys<T: Serialize>(typed: &T) -> Result<Dictionary, AppleError> {

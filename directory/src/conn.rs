@@ -162,6 +162,7 @@ pub(crate) struct RawEntry {
 }
 
 impl RawEntry {
+    #[cfg(test)]
     pub fn new(dn: impl Into<String>) -> Self {
         RawEntry {
             dn: dn.into(),
@@ -169,12 +170,20 @@ impl RawEntry {
         }
     }
 
-    /// Adds values (builder style, for tests and for the mapping code).
+    /// Adds values, builder style.
+    #[cfg(test)]
     pub fn with(mut self, name: &str, values: &[&str]) -> Self {
         self.attrs
             .entry(name.to_ascii_lowercase())
             .or_default()
             .extend(values.iter().map(|v| (*v).to_owned()));
+        self
+    }
+
+    /// Drops an attribute, builder style.
+    #[cfg(test)]
+    pub fn without(mut self, name: &str) -> Self {
+        self.attrs.remove(&name.to_ascii_lowercase());
         self
     }
 

@@ -782,3 +782,325 @@ pub(crate) fn assemble_snapshot(
         held_back: collector.held_back,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "dc=flotte,dc=test";
+    const TODAY: i64 = 20_000; // 2024-10-04
+
+    fn uuid(n: u128) -> String {
+        Uuid::from_u128(n).to_string()
+    }
+
+    fn pupil(n: u128, uid: &str, school: &str) -> RawEntry {
+        RawEntry::new(format!("uid={uid},cn=schueler,cn=users,ou={school},{BASE}"))
+            .with("entryUUID", &[&uuid(n)])
+            .with("uid", &[uid])
+            .with("givenName", &["Anna"])
+            .with("sn", &["Müller"])
+            .with("objectClass", &["inetOrgPerson", "ucsschoolStudent"])
+            .with("ucsschoolSchool", &[school])
+            .with("ucsschoolRole", &[&format!("student:school:{school}")])
+    }
+
+    fn school(n: u128, code: &str) -> DirSchool {
+        DirSchool {
+            external_id: Uuid::from_u128(n),
+            code: code.to_owned(),
+            display_name: code.to_owned(),
+        }
+    }
+
+    fn map(entry: &RawEntry) -> (Outcome<PersonRecord>, Vec<String>) {
+        let layout = DirectoryLayout::default();
+        let schools = [school(1, "gym1"), school(2, "gs2")];
+        let ctx = MapContext::new(&layout, TODAY, &schools);
+        let mut notes = Vec::new();
+        let outcome = map_person(entry, &ctx, &mut notes);
+        (outcome, notes)
+    }
+
+    fn mapped(entry: &RawEntry) -> DirPerson {
+        match map(entry).0 {
+            Outcome::Mapped(record) => record.person,
+            other => panic!("expected a person, got {other:?}"),
+        }
+    }
+
+    fn held_back(entry: &RawEntry) -> String {
+        match map(entry).0 {
+            Outcome::HeldBack { problem, .. } => problem,
+            other => panic!("expected held back, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_compare_regardless_of_case_spacing_and_escapes() {
+        assert_eq!(
+            dn_key("uid=Anna.Mueller, cn=Schueler,cn=users,ou=GYM1,dc=flotte,dc=test"),
+            dn_key("uid=anna.mueller,cn=schueler,cn=users,ou=gym1,dc=flotte,dc=test")
+        );
+        assert_eq!(dn_key("cn=a\\2Cb,dc=x"), dn_key("cn=a\\,b,dc=x"));
+        assert_ne!(dn_key("cn=a\\,b,dc=x"), dn_key("cn=a,cn=b,dc=x"));
+        assert_eq!(dn_key("uid=a,dc=x#'0101'B"), dn_key("uid=a,dc=x"));
+        let rdns = parse_dn("cn=lehrer und mitarbeiter,cn=users,ou=gym1,dc=x");
+        assert_eq!(rdns[0].value, "lehrer und mitarbeiter");
+        assert_eq!(rdns.len(), 4);
+        assert_eq!(parse_dn("cn=M\\C3\\BCller,dc=x")[0].value, "Müller");
+    }
+
+    #[test]
+    fn groups_are_classified_by_where_they_sit() {
+        let layout = DirectoryLayout::default();
+        let class = format!("cn=gym1-5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}");
+        let workgroup = format!("cn=gym1-musik,cn=schueler,cn=groups,ou=gym1,{BASE}");
+        let default_group = format!("cn=schueler-gym1,cn=groups,ou=gym1,{BASE}");
+        let district = "cn=gym1-5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,ou=gy,dc=x";
+        assert_eq!(classify_group(&class, &layout), Some((GroupKind::Class, "gym1".to_owned())));
+        assert_eq!(
+            classify_group(&workgroup, &layout),
+            Some((GroupKind::Workgroup, "gym1".to_owned()))
+        );
+        assert_eq!(classify_group(&default_group, &layout), None);
+        assert_eq!(classify_group(district, &layout), Some((GroupKind::Class, "gym1".to_owned())));
+
+        let custom = DirectoryLayout {
+            classes_container: "cn=classes,cn=pupils,cn=groups".to_owned(),
+            ..DirectoryLayout::default()
+        };
+        assert_eq!(classify_group(&class, &custom), None);
+        assert_eq!(
+            classify_group("cn=x-7b,cn=classes,cn=pupils,cn=groups,ou=x,dc=y", &custom),
+            Some((GroupKind::Class, "x".to_owned()))
+        );
+    }
+
+    #[test]
+    fn each_disabling_mechanism_is_recognised_on_its_own() {
+        let base = RawEntry::new("uid=x,dc=y");
+        let check = |e: &RawEntry| disabled_reason(e, TODAY);
+        assert_eq!(check(&base), Ok(None));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["1"])), Ok(Some("shadowExpire")));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["19000"])), Ok(Some("shadowExpire")));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["20000"])), Ok(Some("shadowExpire")));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["20001"])), Ok(None));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["0"])), Ok(None));
+        assert_eq!(check(&base.clone().with("shadowExpire", &["-1"])), Ok(None));
+        assert_eq!(
+            check(&base.clone().with("sambaAcctFlags", &["[UD         ]"])),
+            Ok(Some("sambaAcctFlags"))
+        );
+        // Locked (failed logins) is not disabled.
+        assert_eq!(check(&base.clone().with("sambaAcctFlags", &["[UL         ]"])), Ok(None));
+        assert_eq!(check(&base.clone().with("sambaAcctFlags", &["[U          ]"])), Ok(None));
+        assert_eq!(check(&base.clone().with("krb5KDCFlags", &["254"])), Ok(Some("krb5KDCFlags")));
+        assert_eq!(check(&base.clone().with("krb5KDCFlags", &["126"])), Ok(None));
+        assert!(check(&base.clone().with("shadowExpire", &["soon"])).is_err());
+        assert!(check(&base.clone().with("krb5KDCFlags", &["1", "2"])).is_err());
+    }
+
+    #[test]
+    fn a_pupil_maps_with_role_mail_and_disabled_flag() {
+        let entry = pupil(10, "anna.mueller", "GYM1")
+            .with("mailPrimaryAddress", &["anna@schule.example"])
+            .with("mail", &["anna.privat@example.org"])
+            .with("shadowExpire", &["1"]);
+        let person = mapped(&entry);
+        assert_eq!(person.username, "anna.mueller");
+        assert_eq!(person.family_name, "Müller");
+        assert_eq!(person.mail.as_deref(), Some("anna@schule.example"));
+        assert!(person.disabled);
+        // The OU's spelling wins over the role value's.
+        assert_eq!(
+            person.memberships,
+            vec![SchoolRole {
+                school_code: "gym1".to_owned(),
+                role: Role::Pupil
+            }]
+        );
+    }
+
+    #[test]
+    fn mail_falls_back_to_the_next_attribute() {
+        let entry = pupil(10, "a", "gym1").with("mail", &["a@example.org"]);
+        assert_eq!(mapped(&entry).mail.as_deref(), Some("a@example.org"));
+        assert_eq!(mapped(&pupil(10, "a", "gym1")).mail, None);
+    }
+
+    #[test]
+    fn a_teacher_at_two_schools_gets_both_roles() {
+        let entry = RawEntry::new(format!("uid=l,cn=lehrer und mitarbeiter,cn=users,ou=gym1,{BASE}"))
+            .with("entryUUID", &[&uuid(11)])
+            .with("uid", &["l"])
+            .with("sn", &["Lehmann"])
+            .with("objectClass", &["ucsschoolTeacher", "ucsschoolStaff"])
+            .with("ucsschoolSchool", &["gym1", "gs2"])
+            .with(
+                "ucsschoolRole",
+                &["teacher:school:gym1", "staff:school:gym1", "teacher:school:gs2", "school_class:school:gym1"],
+            );
+        let roles: Vec<(String, Role)> = mapped(&entry)
+            .memberships
+            .into_iter()
+            .map(|m| (m.school_code, m.role))
+            .collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("gs2".to_owned(), Role::Teacher),
+                ("gym1".to_owned(), Role::Teacher),
+                ("gym1".to_owned(), Role::Staff),
+            ]
+        );
+    }
+
+    #[test]
+    fn objects_without_ucsschool_role_fall_back_to_role_classes() {
+        let entry = RawEntry::new(format!("uid=o,cn=schueler,cn=users,ou=gym1,{BASE}"))
+            .with("entryUUID", &[&uuid(12)])
+            .with("uid", &["o"])
+            .with("sn", &["Old"])
+            .with("objectClass", &["ucsschoolStudent"])
+            .with("ucsschoolSchool", &["gym1", "gs2"]);
+        assert_eq!(mapped(&entry).memberships.len(), 2);
+    }
+
+    #[test]
+    fn exam_accounts_are_ignored_by_class_role_or_container() {
+        let by_class = pupil(13, "exam-a", "gym1").with("objectClass", &["ucsschoolExam"]);
+        let by_role = pupil(13, "exam-a", "gym1").with("ucsschoolRole", &["exam_user:exam:mathe-gym1"]);
+        let mut by_dn = pupil(13, "exam-a", "gym1");
+        by_dn.dn = format!("uid=exam-a,cn=examusers,ou=gym1,{BASE}");
+        for entry in [by_class, by_role, by_dn] {
+            assert!(matches!(map(&entry).0, Outcome::Ignored), "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_people_are_held_back_with_a_reason() {
+        let two_uids = pupil(14, "a", "gym1").with("uid", &["b"]);
+        assert!(held_back(&two_uids).contains("uid has 2 values"));
+        let no_uid = pupil(14, "a", "gym1").without("uid");
+        assert!(held_back(&no_uid).contains("has no uid"));
+        let no_role = RawEntry::new("uid=x,cn=users,dc=y")
+            .with("entryUUID", &[&uuid(15)])
+            .with("uid", &["x"])
+            .with("sn", &["X"])
+            .with("objectClass", &["ucsschoolTeacher"]);
+        assert!(held_back(&no_role).contains("no school role"));
+        let garbled = pupil(16, "a", "gym1").with("krb5KDCFlags", &["lots"]);
+        assert!(held_back(&garbled).contains("krb5KDCFlags"));
+    }
+
+    #[test]
+    fn a_person_without_entry_uuid_is_unkeyed() {
+        let entry = pupil(17, "a", "gym1").without("entryUUID");
+        assert!(matches!(map(&entry).0, Outcome::Unkeyed { .. }));
+        let garbled = pupil(17, "a", "gym1")
+            .without("entryUUID")
+            .with("entryUUID", &["not-a-uuid"]);
+        assert!(matches!(map(&garbled).0, Outcome::Unkeyed { .. }));
+    }
+
+    #[test]
+    fn roles_at_unread_schools_are_kept_and_noted() {
+        let (outcome, notes) = map(&pupil(18, "a", "rs9"));
+        assert!(matches!(outcome, Outcome::Mapped(_)));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    fn group(n: u128, dn: &str) -> RawEntry {
+        RawEntry::new(dn)
+            .with("entryUUID", &[&uuid(n)])
+            .with("objectClass", &["posixGroup", "univentionGroup"])
+    }
+
+    #[test]
+    fn full_read_assembles_classes_workgroups_and_group_dns() {
+        let layout = DirectoryLayout::default();
+        let anna = pupil(10, "anna", "gym1");
+        let ben = pupil(11, "ben", "gym1");
+        let class_dn = format!("cn=gym1-5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}");
+        let tech_dn = format!("cn=technik,cn=groups,{BASE}");
+        let read = FullRead {
+            schools: vec![
+                RawEntry::new(format!("ou=gym1,{BASE}"))
+                    .with("entryUUID", &[&uuid(1)])
+                    .with("displayName", &["Gymnasium Mitte"]),
+            ],
+            people: vec![anna.clone(), ben.clone()],
+            groups: vec![
+                group(50, &class_dn).with("uniqueMember", &[&anna.dn.to_uppercase()]),
+                // memberUid only: still resolved.
+                group(51, &format!("cn=gym1-musik,cn=schueler,cn=groups,ou=gym1,{BASE}"))
+                    .with("memberUid", &["ben"]),
+                // A default group: not a class, not a workgroup.
+                group(52, &format!("cn=schueler-gym1,cn=groups,ou=gym1,{BASE}"))
+                    .with("uniqueMember", &[&anna.dn]),
+                // A member that is nobody we read.
+                group(53, &format!("cn=gym1-5b,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}"))
+                    .with("uniqueMember", &[&format!("uid=ghost,cn=schueler,cn=users,ou=gym1,{BASE}")]),
+            ],
+            technician_group: Some(RawEntry::new(&tech_dn).with("uniqueMember", &[&ben.dn])),
+            problems: Vec::new(),
+        };
+        let snapshot = assemble_snapshot(read, &layout, TODAY);
+        assert!(snapshot.complete);
+        assert_eq!(snapshot.schools[0].display_name, "Gymnasium Mitte");
+        assert_eq!(snapshot.classes.len(), 2);
+        assert_eq!(snapshot.workgroups.len(), 1);
+        assert_eq!(snapshot.workgroups[0].name, "musik");
+        assert_eq!(snapshot.workgroups[0].member_external_ids, vec![Uuid::from_u128(11)]);
+        assert_eq!(snapshot.problems.len(), 1, "{:?}", snapshot.problems);
+        assert!(snapshot.problems[0].contains("ghost"));
+
+        let anna = &snapshot.people[0];
+        assert_eq!(anna.classes[0].name, "5a");
+        assert_eq!(anna.group_dns, vec![class_dn]);
+        let ben = &snapshot.people[1];
+        assert!(ben.classes.is_empty());
+        assert!(ben.group_dns.contains(&tech_dn), "{:?}", ben.group_dns);
+    }
+
+    #[test]
+    fn a_missing_entry_uuid_makes_the_read_incomplete() {
+        let broken = pupil(10, "anna", "gym1").without("entryUUID");
+        let read = FullRead {
+            schools: Vec::new(),
+            people: vec![broken, pupil(11, "ben", "gym1").with("uid", &["b2"])],
+            groups: Vec::new(),
+            technician_group: None,
+            problems: Vec::new(),
+        };
+        let snapshot = assemble_snapshot(read, &DirectoryLayout::default(), TODAY);
+        assert!(!snapshot.complete);
+        assert_eq!(snapshot.held_back, vec![Uuid::from_u128(11)]);
+        assert!(snapshot.people.is_empty());
+        // Two problems for the two entries, plus notes on the unread school.
+        assert!(snapshot.problems.iter().any(|p| p.contains("no entryUUID")));
+        assert!(snapshot.problems.iter().any(|p| p.contains("uid has 2 values")));
+    }
+
+    #[test]
+    fn class_names_lose_their_school_prefix() {
+        let layout = DirectoryLayout::default();
+        let schools = [school(1, "gym1")];
+        let ctx = MapContext::new(&layout, TODAY, &schools);
+        let mut notes = Vec::new();
+        let dn = format!("cn=GYM1-5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}");
+        let Outcome::Mapped(record) = map_group(&group(1, &dn), &ctx, &mut notes) else {
+            panic!("not mapped");
+        };
+        assert_eq!(record.name, "5a");
+        assert!(notes.is_empty());
+
+        let odd = format!("cn=5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}");
+        let Outcome::Mapped(record) = map_group(&group(2, &odd), &ctx, &mut notes) else {
+            panic!("not mapped");
+        };
+        assert_eq!(record.name, "5a");
+        assert_eq!(notes.len(), 1);
+    }
+}

@@ -15,7 +15,6 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::public_key::PublicKey;
 use x509_parser::x509::X509Version;
 
 use crate::info::{cert_pem, info_of, parse_cert, to_offset};
@@ -150,6 +149,9 @@ impl CertificateAuthority {
     /// read when the issuing CA has to be created, so it may be kept offline afterwards.
     /// A key file without its certificate (an interrupted first start, or an operator bringing
     /// only keys) gets a new certificate for that key.
+    ///
+    /// Meant to be called once at start-up by one process: two processes creating the same empty
+    /// directory at the same moment would each mint a CA.
     pub fn load_or_create(
         dir: &Path,
         organisation: &str,
@@ -239,8 +241,11 @@ impl CertificateAuthority {
                     &CertificateDer::from(root_der.as_slice()),
                     &root_key.rcgen,
                 )?;
-                let cert =
-                    issuing_params(organisation, now)?.signed_by(&key.rcgen, &root_issuer)?;
+                let mut params = issuing_params(organisation, now)?;
+                // Under an operator's root that ends sooner, end with it rather than after it.
+                let root_not_after = to_offset(crate::certificate_info(&root_der)?.not_after)?;
+                params.not_after = params.not_after.min(root_not_after);
+                let cert = params.signed_by(&key.rcgen, &root_issuer)?;
                 write_file(&dir.join(ISSUING_CERT), cert.pem().as_bytes(), false)?;
                 (cert.der().to_vec(), key)
             }
@@ -368,7 +373,14 @@ impl CertificateAuthority {
             params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(params, &key.rcgen, Some(&key), now, validity_days)
+        self.issue(
+            params,
+            &key.rcgen,
+            Some(&key),
+            now,
+            validity_days,
+            Some(Duration::days(i64::from(MAX_SERVER_VALIDITY_DAYS))),
+        )
     }
 
     /// A client identity (device or user) with a fresh RSA key, e.g. for a PKCS#12 in a profile.
@@ -379,7 +391,7 @@ impl CertificateAuthority {
     ) -> Result<IssuedCertificate, PkiError> {
         let key = keys::new_rsa_key()?;
         let params = client_params(req)?;
-        self.issue(params, &key.rcgen, Some(&key), now, req.validity_days)
+        self.issue(params, &key.rcgen, Some(&key), now, req.validity_days, None)
     }
 
     /// A certificate for signing configuration profiles (CMS). EKU emailProtection because that is
@@ -399,7 +411,7 @@ impl CertificateAuthority {
             .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
-        self.issue(params, &key.rcgen, Some(&key), now, validity_days)
+        self.issue(params, &key.rcgen, Some(&key), now, validity_days, None)
     }
 
     /// Signs a device's PKCS#10. The CSR only contributes its public key, after its
@@ -411,33 +423,12 @@ impl CertificateAuthority {
         req: &ClientCertificateRequest,
         now: DateTime<Utc>,
     ) -> Result<IssuedCertificate, PkiError> {
-        use x509_parser::prelude::FromDer;
-        let (rest, csr) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(csr_der)
-                .map_err(|e| PkiError::Malformed(format!("CSR: {e}")))?;
-        if !rest.is_empty() {
-            return Err(PkiError::Malformed("trailing bytes after CSR".into()));
-        }
-        // Key size first: ring cannot even verify signatures by short RSA keys, and "weak key" is
-        // the more useful answer than "bad signature".
+        let csr = crate::csr::parse_verified_csr(csr_der)?;
         let spki = &csr.certification_request_info.subject_pki;
-        match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) if rsa.key_size() < keys::MIN_RSA_BITS as usize => {
-                return Err(PkiError::Unsupported(format!(
-                    "RSA key of {} bits in CSR (minimum {})",
-                    rsa.key_size(),
-                    keys::MIN_RSA_BITS
-                )));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(PkiError::Malformed(format!("CSR public key: {e}"))),
-        }
-        csr.verify_signature()
-            .map_err(|e| PkiError::BadSignature(format!("CSR self-signature: {e}")))?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
             .map_err(|e| PkiError::Unsupported(format!("CSR public key: {e}")))?;
         let params = client_params(req)?;
-        self.issue(params, &public_key, None, now, req.validity_days)
+        self.issue(params, &public_key, None, now, req.validity_days, None)
     }
 
     /// Checks that `cert_der` is an end-entity certificate issued directly by our issuing CA,
@@ -567,6 +558,7 @@ impl CertificateAuthority {
         key: Option<&Key>,
         now: DateTime<Utc>,
         validity_days: u32,
+        max_span: Option<Duration>,
     ) -> Result<IssuedCertificate, PkiError> {
         if validity_days == 0 {
             return Err(PkiError::InvalidRequest(
@@ -576,8 +568,12 @@ impl CertificateAuthority {
         let not_before = now - BACKDATE;
         // A certificate outliving its issuer would fail validation after the issuer expires anyway;
         // capping it makes the real end date visible to whoever stores it.
-        let not_after =
+        let mut not_after =
             (now + Duration::days(i64::from(validity_days))).min(self.issuing_not_after);
+        // Limits like Apple's 825 days count from notBefore, backdating included.
+        if let Some(span) = max_span {
+            not_after = not_after.min(not_before + span);
+        }
         if not_after <= now {
             return Err(PkiError::InvalidRequest(format!(
                 "the issuing CA expires at {}, nothing can be issued at {now}",

@@ -9,16 +9,18 @@
 
 mod ca;
 mod cms;
+mod csr;
 mod error;
 mod info;
 mod keys;
 mod pkcs12;
 
 pub use ca::{
-    CertificateAuthority, ClientCertificateRequest, IssuedCertificate, RevokedCertificate,
-    ServerKeyType,
+    CertificateAuthority, ClientCertificateRequest, IssuedCertificate, MAX_SERVER_VALIDITY_DAYS,
+    RevokedCertificate, ServerKeyType,
 };
 pub use cms::{SignerCertificate, open_attached, sign_attached, sign_detached, verify_detached};
+pub use csr::{CsrInfo, inspect_csr};
 pub use error::PkiError;
 pub use info::{CertificateInfo, certificate_info, der_to_pem, pem_to_der, sha256_fingerprint};
 pub use keys::generate_csr;

@@ -74,3 +74,34 @@ pub fn parse_pkcs12(der: &[u8], password: &str) -> Result<(String, String), PkiE
         .map_err(|e| PkiError::Crypto(format!("key PEM: {e}")))?;
     Ok((cert_pem, key_pem))
 }
+
+#[cfg(test)]
+mod tests {
+    use openssl::asn1::Asn1Time;
+    use openssl::x509::X509Builder;
+
+    use super::*;
+
+    /// Nothing in this test binary loads the legacy provider, so this proves that writing
+    /// PBE-SHA1-3DES needs only OpenSSL 3's default provider.
+    #[test]
+    fn legacy_format_is_written_without_the_legacy_provider() {
+        let key = crate::keys::new_rsa_key().unwrap();
+        let mut builder = X509Builder::new().unwrap();
+        builder.set_version(2).unwrap();
+        builder.set_pubkey(&key.openssl).unwrap();
+        builder
+            .set_not_before(&Asn1Time::from_unix(1_700_000_000).unwrap())
+            .unwrap();
+        builder
+            .set_not_after(&Asn1Time::from_unix(1_800_000_000).unwrap())
+            .unwrap();
+        builder.sign(&key.openssl, MessageDigest::sha256()).unwrap();
+        let cert = String::from_utf8(builder.build().to_pem().unwrap()).unwrap();
+
+        let der = pkcs12(&cert, &key.pem, &[], "x", "pw").unwrap();
+        let p12 = Pkcs12::from_der(&der).unwrap();
+        let parsed = p12.parse2("pw").unwrap();
+        assert!(parsed.cert.is_some() && parsed.pkey.is_some());
+    }
+}

@@ -1,3 +1,4 @@
 //! The one integration-test binary: every black-box test of Flotte.
 
 mod directory_ldap;
+mod foundation;

@@ -1,4 +1,10 @@
 //! Test support: the harness that spawns the real app, device simulators and
 //! stand-ins for services no test machine can reach.
 
+pub mod apns;
+pub mod app;
 pub mod slapd;
+pub mod worker;
+
+pub use apns::ApnsStandIn;
+pub use app::{TestApp, TestEnv, eventually};

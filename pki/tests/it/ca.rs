@@ -122,6 +122,11 @@ fn operator_supplied_root_is_used_and_an_issuing_ca_is_made_under_it() {
         issuing.issuer
     );
     assert!(issuing.subject.contains("O=Flotte Org"));
+    // The operator's root lives 10 years; the issuing CA must not outlive it.
+    assert_eq!(
+        issuing.not_after,
+        certificate_info(&operator_root).unwrap().not_after
+    );
 
     let client = ca
         .issue_client_certificate(&ClientCertificateRequest::new("device-1", 30), real_now)
@@ -264,6 +269,9 @@ fn server_certificate_requests_apple_would_reject_are_refused() {
         ca.issue_server_certificate(&hosts, now(), 826),
         Err(PkiError::InvalidRequest(_))
     ));
+    // The longest allowed one spans exactly 825 days, the hour of backdating included.
+    let longest = ca.issue_server_certificate(&hosts, now(), 825).unwrap();
+    assert_eq!(longest.not_after - longest.not_before, Duration::days(825));
     assert!(matches!(
         ca.issue_server_certificate(&[], now(), 90),
         Err(PkiError::InvalidRequest(_))

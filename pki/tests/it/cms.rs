@@ -274,6 +274,23 @@ fn signed_profile_verifies_with_openssl_against_the_root_and_opens_again() {
     ]);
     assert!(!out.ok, "{}", out.text);
 
+    let structure = openssl(&[
+        "cms",
+        "-cmsout",
+        "-print",
+        "-noout",
+        "-inform",
+        "DER",
+        "-in",
+        &signed_path,
+    ]);
+    assert!(structure.text.contains("sha256"), "{}", structure.text);
+    assert!(
+        structure.text.contains("Flotte Issuing CA"),
+        "chain embedded: {}",
+        structure.text
+    );
+
     let (content, info) = open_attached(&signed).unwrap();
     assert_eq!(content, profile);
     assert_eq!(info.common_name.as_deref(), Some("Flotte Profile Signing"));

@@ -153,3 +153,125 @@ fn csr_with_a_weak_rsa_key_is_refused() {
         Err(PkiError::Unsupported(_))
     ));
 }
+
+#[test]
+fn device_claims_in_windows_csrs_can_be_read_for_cross_checks() {
+    let win10 =
+        flotte_pki::inspect_csr(&std::fs::read(vector("windows/win10-csr-sha1.der")).unwrap())
+            .unwrap();
+    assert_eq!(
+        win10.common_name.as_deref(),
+        Some("562A7F9A-6CD8-40B0-9E7E-0DBDD8!B5B954E81FBCB94EB79BD08BE625F4EE")
+    );
+    assert_eq!(
+        win10.device_id.as_deref(),
+        Some("B5B954E81FBCB94EB79BD08BE625F4EE")
+    );
+    assert_eq!(win10.challenge_password, None);
+
+    let win11 = flotte_pki::inspect_csr(
+        &std::fs::read(vector("windows/win11-csr-deviceid-extension.der")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        win11.device_id.as_deref(),
+        Some("8090C8B484A0E24EB5C56E806CB4EE5B")
+    );
+    assert!(
+        win11
+            .common_name
+            .unwrap()
+            .ends_with("!8090C8B484A0E24EB5C56E806CB4EE5B")
+    );
+    assert_eq!(win11.public_key_sha256.len(), 64);
+
+    // A SCEP-style request: the challenge is readable, and only after the signature checks out.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scep.der");
+    let config = write(
+        dir.path(),
+        "req.cnf",
+        "[req]\ndistinguished_name=dn\nattributes=attrs\nprompt=no\n[dn]\nCN=scep\n[attrs]\nchallengePassword=one-time-secret\n",
+    );
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-config",
+        &config,
+        "-outform",
+        "DER",
+        "-out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.ok, "{}", out.text);
+    let csr = std::fs::read(&path).unwrap();
+    let info = flotte_pki::inspect_csr(&csr).unwrap();
+    assert_eq!(info.challenge_password.as_deref(), Some("one-time-secret"));
+    assert_eq!(info.common_name.as_deref(), Some("scep"));
+    let mut broken = csr.clone();
+    let last = broken.len() - 1;
+    broken[last] ^= 1;
+    assert!(matches!(
+        flotte_pki::inspect_csr(&broken),
+        Err(PkiError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn ecdsa_p256_device_key_gets_a_certificate_and_its_signatures_verify() {
+    // Hardware-bound identities (ACME on iPadOS, TPM keys) are ECDSA; the CSR path must not be RSA-only.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ec.key");
+    let csr = dir.path().join("ec.der");
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=ec-device",
+        "-outform",
+        "DER",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(out.ok, "{}", out.text);
+    let csr = std::fs::read(csr).unwrap();
+    sign_and_check(&csr, "ec-device");
+
+    let issued = shared_ca()
+        .sign_csr(&csr, &request("ec-device"), now())
+        .unwrap();
+    let cert = write(dir.path(), "ec.pem", &issued.cert_pem);
+    let body = write(dir.path(), "body", b"report");
+    let sig = dir.path().join("sig.der");
+    let out = openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-outform",
+        "DER",
+        "-signer",
+        &cert,
+        "-inkey",
+        key.to_str().unwrap(),
+        "-in",
+        &body,
+        "-out",
+        sig.to_str().unwrap(),
+    ]);
+    assert!(out.ok, "{}", out.text);
+    let signer = verify_detached(b"report", &std::fs::read(sig).unwrap()).unwrap();
+    assert_eq!(signer.cert_der, issued.cert_der);
+    shared_ca().verify_issued(&signer.cert_der, now()).unwrap();
+}

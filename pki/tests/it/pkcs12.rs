@@ -33,8 +33,16 @@ fn pkcs12_uses_legacy_algorithms_that_openssl_reads_without_the_legacy_flag() {
     ]);
     assert!(out.ok, "{}", out.text);
     assert!(out.text.contains("MAC: sha1"), "{}", out.text);
+    // Both the certificate bag and the key bag, not just one of them.
     assert!(
-        out.text.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
+        out.text
+            .contains("PKCS7 Encrypted data: pbeWithSHA1And3-KeyTripleDES-CBC"),
+        "{}",
+        out.text
+    );
+    assert!(
+        out.text
+            .contains("Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC"),
         "{}",
         out.text
     );
