@@ -17,19 +17,35 @@ pub struct Authenticate {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID` (user enrolments, instead of `UDID`).
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `SerialNumber`.
-    #[serde(rename = "SerialNumber", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SerialNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub serial_number: Option<String>,
     /// `ProductName`, for example `iPad13,18`.
-    #[serde(rename = "ProductName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ProductName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub product_name: Option<String>,
     /// `OSVersion`.
     #[serde(rename = "OSVersion", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     /// `BuildVersion`.
-    #[serde(rename = "BuildVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BuildVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub build_version: Option<String>,
     /// `IMEI`.
     #[serde(rename = "IMEI", default, skip_serializing_if = "Option::is_none")]
@@ -38,7 +54,11 @@ pub struct Authenticate {
     #[serde(rename = "MEID", default, skip_serializing_if = "Option::is_none")]
     pub meid: Option<String>,
     /// `DeviceName` (macOS).
-    #[serde(rename = "DeviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DeviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
     /// `Model` (macOS).
     #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
@@ -62,7 +82,11 @@ pub struct TokenUpdate {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `EnrollmentUserID` (macOS user enrolment, user channel).
     #[serde(
@@ -96,13 +120,25 @@ pub struct TokenUpdate {
     #[serde(rename = "UserID", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// `UserShortName` (user channel; the Managed Apple Account on Shared iPad).
-    #[serde(rename = "UserShortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UserShortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_short_name: Option<String>,
     /// `UserLongName` (macOS user channel).
-    #[serde(rename = "UserLongName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UserLongName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_long_name: Option<String>,
     /// `NotOnConsole` (macOS user channel).
-    #[serde(rename = "NotOnConsole", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NotOnConsole",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_on_console: Option<bool>,
     /// Keys not modelled above, kept as sent.
     #[serde(skip)]
@@ -113,13 +149,14 @@ impl TokenUpdate {
     /// The push token as lower-case hex, as the APNs URL `/3/device/<token>` wants it.
     pub fn token_hex(&self) -> String {
         use std::fmt::Write as _;
-        self.token
-            .iter()
-            .fold(String::with_capacity(self.token.len() * 2), |mut out, byte| {
+        self.token.iter().fold(
+            String::with_capacity(self.token.len() * 2),
+            |mut out, byte| {
                 // Writing into a String cannot fail.
                 let _ = write!(out, "{byte:02x}");
                 out
-            })
+            },
+        )
     }
 }
 
@@ -134,7 +171,11 @@ pub struct CheckOut {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// Keys not modelled above, kept as sent.
     #[serde(skip)]
@@ -151,13 +192,25 @@ pub struct UserAuthenticate {
     #[serde(rename = "UserID")]
     pub user_id: String,
     /// `UserShortName`.
-    #[serde(rename = "UserShortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UserShortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_short_name: Option<String>,
     /// `UserLongName`.
-    #[serde(rename = "UserLongName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UserLongName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_long_name: Option<String>,
     /// `DigestResponse` (second message only).
-    #[serde(rename = "DigestResponse", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DigestResponse",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub digest_response: Option<String>,
     /// Keys not modelled above, kept as sent.
     #[serde(skip)]
@@ -171,7 +224,11 @@ pub struct SetBootstrapToken {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `BootstrapToken`.
     #[serde(
@@ -200,7 +257,11 @@ pub struct GetBootstrapToken {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `AwaitingConfiguration`.
     #[serde(
@@ -221,7 +282,11 @@ pub struct DeclarativeManagement {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `UserID` (user channel).
     #[serde(rename = "UserID", default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +315,11 @@ pub struct GetToken {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID`.
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `TokenServiceType`, for example `com.apple.maid`.
     #[serde(rename = "TokenServiceType")]

@@ -45,7 +45,12 @@ pub struct DeviceInfoResult {
 impl DeviceInfoResult {
     /// Reads the values from a `QueryResponses` dictionary.
     pub fn from_query_responses(responses: &Dictionary) -> Self {
-        let text = |key: &str| responses.get(key).and_then(Value::as_string).map(str::to_owned);
+        let text = |key: &str| {
+            responses
+                .get(key)
+                .and_then(Value::as_string)
+                .map(str::to_owned)
+        };
         let number = |key: &str| responses.get(key).and_then(as_number);
         Self {
             udid: text("UDID"),
@@ -162,7 +167,8 @@ impl InstalledApplication {
         Some(
             list.iter()
                 .map(|entry| {
-                    let text = |key: &str| entry.get(key).and_then(Value::as_string).map(str::to_owned);
+                    let text =
+                        |key: &str| entry.get(key).and_then(Value::as_string).map(str::to_owned);
                     Self {
                         identifier: text("Identifier"),
                         name: text("Name"),

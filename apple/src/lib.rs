@@ -15,6 +15,8 @@
 //!
 //! Key names follow Apple's device-management schema (`mdm/checkin/*.yaml`).
 
+#![warn(missing_docs)]
+
 mod checkin;
 mod data;
 mod error;

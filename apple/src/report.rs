@@ -85,19 +85,35 @@ pub struct CommandReport {
     #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     /// `EnrollmentID` (user enrolments).
-    #[serde(rename = "EnrollmentID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enrollment_id: Option<String>,
     /// `UserID` (user channel).
     #[serde(rename = "UserID", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// `UserShortName` (user channel).
-    #[serde(rename = "UserShortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UserShortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_short_name: Option<String>,
     /// `CommandUUID` of the command this report answers (absent for `Idle`).
-    #[serde(rename = "CommandUUID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CommandUUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_uuid: Option<String>,
     /// `RequestType`, which some devices echo.
-    #[serde(rename = "RequestType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RequestType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_type: Option<String>,
     /// `ErrorChain` (with `Error`).
     #[serde(rename = "ErrorChain", default, skip_serializing_if = "Vec::is_empty")]
@@ -110,10 +126,18 @@ pub struct CommandReport {
     )]
     pub query_responses: Option<Dictionary>,
     /// `ProfileList` of `ProfileList`.
-    #[serde(rename = "ProfileList", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ProfileList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub profile_list: Option<Vec<Dictionary>>,
     /// `SecurityInfo` of `SecurityInfo`.
-    #[serde(rename = "SecurityInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SecurityInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_info: Option<Dictionary>,
     /// `InstalledApplicationList` of `InstalledApplicationList`.
     #[serde(

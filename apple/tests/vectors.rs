@@ -74,7 +74,10 @@ fn ipad_authenticate_yields_its_identity() {
     let CheckinMessage::Authenticate(auth) = &message else {
         panic!("expected Authenticate, got {message:?}");
     };
-    assert_eq!(auth.udid.as_deref(), Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69"));
+    assert_eq!(
+        auth.udid.as_deref(),
+        Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69")
+    );
     assert_eq!(auth.serial_number.as_deref(), Some("F5JM992LF193"));
     assert_eq!(auth.product_name.as_deref(), Some("iPad2,5"));
     assert_eq!(auth.os_version.as_deref(), Some("9.3.5"));
@@ -83,7 +86,11 @@ fn ipad_authenticate_yields_its_identity() {
         auth.topic,
         "com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9"
     );
-    assert!(auth.extra.is_empty(), "unexpected extra keys {:?}", auth.extra);
+    assert!(
+        auth.extra.is_empty(),
+        "unexpected extra keys {:?}",
+        auth.extra
+    );
     assert_eq!(message.message_type(), "Authenticate");
     assert_eq!(message.udid(), auth.udid.as_deref());
 }
@@ -101,8 +108,14 @@ fn ipad_token_update_yields_push_credentials() {
     assert_eq!(update.push_magic, "CEFDF0BD-E342-4A27-8742-E930EA116B0A");
     assert_eq!(update.awaiting_configuration, Some(false));
     let unlock = update.unlock_token.expect("the iPad sends an UnlockToken");
-    assert!(unlock.starts_with(b"DATA"), "unlock token keychain blob starts with DATA");
-    assert_eq!(update.udid.as_deref(), Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69"));
+    assert!(
+        unlock.starts_with(b"DATA"),
+        "unlock token keychain blob starts with DATA"
+    );
+    assert_eq!(
+        update.udid.as_deref(),
+        Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69")
+    );
 }
 
 #[test]
@@ -116,7 +129,10 @@ fn device_information_report_yields_the_real_values() {
     assert_eq!(report.request_type.as_deref(), Some("DeviceInformation"));
     let info = DeviceInfoResult::from_report(&report).expect("QueryResponses present");
     // The vector is trimmed upstream: it answers only HostName and UDID (a Mac).
-    assert_eq!(info.udid.as_deref(), Some("66ADE930-5FDF-5EC4-8429-15640684C489"));
+    assert_eq!(
+        info.udid.as_deref(),
+        Some("66ADE930-5FDF-5EC4-8429-15640684C489")
+    );
     assert_eq!(info.host_name.as_deref(), Some("fruit.example.com"));
     assert_eq!(info.serial_number, None);
     assert_eq!(info.os_version, None);
@@ -149,16 +165,23 @@ fn error_reports_yield_their_error_chain() {
 #[test]
 fn idle_report_needs_no_command_uuid() {
     let report = parse_report(&vector("mdm-signature-body.plist")).unwrap();
-    assert_eq!(report, CommandReport::idle("D4D56083-BFB0-5047-8BDF-2727BACDC59B"));
+    assert_eq!(
+        report,
+        CommandReport::idle("D4D56083-BFB0-5047-8BDF-2727BACDC59B")
+    );
 }
 
 #[test]
 fn binary_plists_are_accepted() {
-    let value = Value::from_reader_xml(vector("checkin-authenticate-ipad.plist").as_slice()).unwrap();
+    let value =
+        Value::from_reader_xml(vector("checkin-authenticate-ipad.plist").as_slice()).unwrap();
     let mut binary = Vec::new();
     value.to_writer_binary(&mut binary).unwrap();
     let message = parse_checkin(&binary).unwrap();
-    assert_eq!(message.udid(), Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69"));
+    assert_eq!(
+        message.udid(),
+        Some("663b07bb783e9ade1dae4fbb92ea12afc0ce5b69")
+    );
 }
 
 #[test]
@@ -167,7 +190,10 @@ fn malformed_bodies_are_rejected_with_a_reason() {
         parse_checkin(b"this is not a plist"),
         Err(AppleError::MalformedPlist(_))
     ));
-    assert!(matches!(parse_report(b""), Err(AppleError::MalformedPlist(_))));
+    assert!(matches!(
+        parse_report(b""),
+        Err(AppleError::MalformedPlist(_))
+    ));
     let array = br#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><array/></plist>"#;
     assert_eq!(parse_checkin(array), Err(AppleError::NotADictionary));
 }
@@ -177,7 +203,10 @@ fn checkin_without_or_with_unknown_message_type_is_rejected() {
     let body = plist_bytes(dict(&[("UDID", "abc".into())]));
     assert_eq!(parse_checkin(&body), Err(AppleError::MissingMessageType));
 
-    let body = plist_bytes(dict(&[("MessageType", "Teleport".into()), ("UDID", "abc".into())]));
+    let body = plist_bytes(dict(&[
+        ("MessageType", "Teleport".into()),
+        ("UDID", "abc".into()),
+    ]));
     let error = parse_checkin(&body).unwrap_err();
     assert_eq!(error, AppleError::UnknownMessageType("Teleport".to_owned()));
     assert_eq!(error.to_string(), "unknown MessageType \"Teleport\"");
@@ -197,7 +226,10 @@ fn checkin_without_device_identifier_is_rejected() {
     ]));
     let error = parse_checkin(&body).unwrap_err();
     assert_eq!(error, AppleError::MissingUdid("Authenticate"));
-    assert_eq!(error.to_string(), "missing UDID (and no EnrollmentID) in Authenticate");
+    assert_eq!(
+        error.to_string(),
+        "missing UDID (and no EnrollmentID) in Authenticate"
+    );
 }
 
 #[test]
@@ -225,7 +257,10 @@ fn token_update_without_token_names_the_missing_key() {
     };
     assert_eq!(context, "TokenUpdate");
     assert_eq!(reason, "missing field `Token`");
-    assert_eq!(error.to_string(), "invalid TokenUpdate: missing field `Token`");
+    assert_eq!(
+        error.to_string(),
+        "invalid TokenUpdate: missing field `Token`"
+    );
 }
 
 #[test]
@@ -257,9 +292,15 @@ fn report_without_or_with_unknown_status_is_rejected() {
 #[test]
 fn report_without_udid_or_command_uuid_is_rejected() {
     let body = plist_bytes(dict(&[("Status", "Idle".into())]));
-    assert_eq!(parse_report(&body), Err(AppleError::MissingUdid("command report")));
+    assert_eq!(
+        parse_report(&body),
+        Err(AppleError::MissingUdid("command report"))
+    );
 
-    let body = plist_bytes(dict(&[("Status", "Acknowledged".into()), ("UDID", "abc".into())]));
+    let body = plist_bytes(dict(&[
+        ("Status", "Acknowledged".into()),
+        ("UDID", "abc".into()),
+    ]));
     assert_eq!(
         parse_report(&body),
         Err(AppleError::MissingCommandUuid("Acknowledged"))
@@ -276,8 +317,14 @@ fn unknown_checkin_keys_are_kept_and_written_back() {
         ("FutureKey", Value::Boolean(true)),
     ]));
     let message = parse_checkin(&body).unwrap();
-    assert_eq!(message.extra().get("Challenge"), Some(&Value::Data(vec![1, 2, 3])));
-    assert_eq!(message.extra().get("FutureKey"), Some(&Value::Boolean(true)));
+    assert_eq!(
+        message.extra().get("Challenge"),
+        Some(&Value::Data(vec![1, 2, 3]))
+    );
+    assert_eq!(
+        message.extra().get("FutureKey"),
+        Some(&Value::Boolean(true))
+    );
     assert!(!message.extra().contains_key("MessageType"));
 
     let rewritten = Value::from_reader_xml(message.to_plist().as_slice()).unwrap();
@@ -353,7 +400,10 @@ fn reports_with_results_survive_a_round_trip() {
     );
     assert_eq!(parse_report(&error.to_plist()).unwrap(), error);
     let not_now = CommandReport::not_now("udid-1", "cmd-3");
-    assert_eq!(parse_report(&not_now.to_plist()).unwrap().status, Status::NotNow);
+    assert_eq!(
+        parse_report(&not_now.to_plist()).unwrap().status,
+        Status::NotNow
+    );
 }
 
 #[test]
@@ -394,7 +444,10 @@ fn device_information_is_extracted_into_typed_fields() {
             host_name: None,
         }
     );
-    assert_eq!(DeviceInfoResult::from_report(&CommandReport::idle("u")), None);
+    assert_eq!(
+        DeviceInfoResult::from_report(&CommandReport::idle("u")),
+        None
+    );
 }
 
 #[test]
@@ -469,4 +522,3 @@ fn messages_round_trip_through_json_for_storage() {
         serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
     assert_eq!(back, report);
 }
-

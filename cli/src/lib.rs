@@ -53,7 +53,10 @@ impl Runtime {
         Self::start_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn start_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
         std::fs::create_dir_all(&settings.data_dir)?;
         let store = Store::connect(&settings.database_url()).await?;
@@ -127,7 +130,11 @@ impl Runtime {
         };
         let worker = if work {
             let deps = self.worker_deps()?;
-            Some(tokio::spawn(flotte_worker::run(deps, worker_name(), wait(&tx))))
+            Some(tokio::spawn(flotte_worker::run(
+                deps,
+                worker_name(),
+                wait(&tx),
+            )))
         } else {
             None
         };

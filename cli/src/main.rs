@@ -48,9 +48,24 @@ fn main() -> anyhow::Result<()> {
         let shutdown = flotte::shutdown_signal();
         match cli.command {
             Command::Migrate => Runtime::migrate_only(settings).await,
-            Command::Up => Runtime::start(settings).await?.run(true, true, shutdown).await,
-            Command::Server => Runtime::start(settings).await?.run(true, false, shutdown).await,
-            Command::Worker => Runtime::start(settings).await?.run(false, true, shutdown).await,
+            Command::Up => {
+                Runtime::start(settings)
+                    .await?
+                    .run(true, true, shutdown)
+                    .await
+            }
+            Command::Server => {
+                Runtime::start(settings)
+                    .await?
+                    .run(true, false, shutdown)
+                    .await
+            }
+            Command::Worker => {
+                Runtime::start(settings)
+                    .await?
+                    .run(false, true, shutdown)
+                    .await
+            }
         }
     })
 }

@@ -199,7 +199,10 @@ impl Settings {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.is_empty() => url.clone(),
-            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("flotte.db").display()),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("flotte.db").display()
+            ),
         }
     }
 
@@ -213,7 +216,11 @@ impl Settings {
 
     /// Host names and addresses the server certificate must name.
     pub fn tls_hosts(&self) -> Vec<String> {
-        let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         if let Some(host) = host_of(&self.public_url()) {
             hosts.push(host);
         }
@@ -280,7 +287,10 @@ mod tests {
     #[test]
     fn database_defaults_to_sqlite_in_the_data_dir_and_hosts_include_the_public_host() {
         let mut s = Settings::default();
-        assert!(s.database_url().starts_with("sqlite://./flotte-data/flotte.db"));
+        assert!(
+            s.database_url()
+                .starts_with("sqlite://./flotte-data/flotte.db")
+        );
         s.public_url = Some("https://mdm.schule.example:8443/".into());
         assert_eq!(s.public_url(), "https://mdm.schule.example:8443");
         assert!(s.tls_hosts().contains(&"mdm.schule.example".to_owned()));

@@ -9,7 +9,11 @@ pub enum Principal {
     /// IT service provider staff: every school.
     Technician { token_id: String, name: String },
     /// School staff: only the schools they belong to.
-    Staff { person_id: String, username: String, school_ids: Vec<String> },
+    Staff {
+        person_id: String,
+        username: String,
+        school_ids: Vec<String>,
+    },
 }
 
 /// The schools a read or write is confined to. Storage applies it in the

@@ -93,8 +93,14 @@ mod tests {
             CommandStatus::Sent.after_verdict(DeviceVerdict::Acknowledged),
             Some(CommandStatus::Acknowledged)
         );
-        assert_eq!(CommandStatus::Queued.after_verdict(DeviceVerdict::Acknowledged), None);
-        assert_eq!(CommandStatus::Acknowledged.after_verdict(DeviceVerdict::Error), None);
+        assert_eq!(
+            CommandStatus::Queued.after_verdict(DeviceVerdict::Acknowledged),
+            None
+        );
+        assert_eq!(
+            CommandStatus::Acknowledged.after_verdict(DeviceVerdict::Error),
+            None
+        );
         assert_eq!(
             CommandStatus::NotNow.after_verdict(DeviceVerdict::Acknowledged),
             Some(CommandStatus::Acknowledged)
@@ -113,7 +119,10 @@ mod tests {
     fn finished_commands_cannot_be_cancelled() {
         assert!(CommandStatus::Queued.can_cancel());
         assert!(!CommandStatus::Acknowledged.can_cancel());
-        assert_eq!("not_now".parse::<CommandStatus>().unwrap(), CommandStatus::NotNow);
+        assert_eq!(
+            "not_now".parse::<CommandStatus>().unwrap(),
+            CommandStatus::NotNow
+        );
     }
 }
 

@@ -13,7 +13,9 @@ pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S:
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(serde::de::Error::custom)
 }
 
 pub(crate) mod option {
@@ -35,7 +37,11 @@ pub(crate) mod option {
         deserializer: D,
     ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(deserializer)?
-            .map(|text| STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom))
+            .map(|text| {
+                STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(serde::de::Error::custom)
+            })
             .transpose()
     }
 }

@@ -10,6 +10,8 @@
 //! from caller-supplied names, and SyncML command ids come from the caller. Signing profiles is
 //! somebody else's job.
 
+#![warn(missing_docs)]
+
 pub mod apple;
 pub mod windows;
 

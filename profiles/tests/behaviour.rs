@@ -10,8 +10,8 @@ use flotte_profiles::apple::{
 };
 use flotte_profiles::windows::{
     self, CmdId, CmdIdSource, CommandBody, ComputerNameNode, CspError, Format, Item, KeyLocation,
-    OneXAuthMode, PfxCertificate, Scope, SequentialCmdIds, SyncMlCommand, Thumbprint,
-    WlanProfile, WlanSecurity,
+    OneXAuthMode, PfxCertificate, Scope, SequentialCmdIds, SyncMlCommand, Thumbprint, WlanProfile,
+    WlanSecurity,
 };
 use plist::Value;
 use uuid::Uuid;
@@ -65,7 +65,8 @@ fn ssid_with_markup_characters_survives_the_syncml_and_wlan_round_trip() {
     let hex: String = ssid.bytes().map(|byte| format!("{byte:02X}")).collect();
     assert_eq!(wlan.path(&["SSIDConfig", "SSID", "hex"]).text, hex);
     assert_eq!(
-        wlan.path(&["MSM", "security", "sharedKey", "keyMaterial"]).text,
+        wlan.path(&["MSM", "security", "sharedKey", "keyMaterial"])
+            .text,
         "correct horse & <battery>"
     );
 }
@@ -94,7 +95,10 @@ fn eap_tls_profile_names_the_radius_server_and_its_ca() {
     let doc = parse_document(&wlan.to_xml().unwrap());
     assert_eq!(doc.path(&["SSIDConfig", "nonBroadcast"]).text, "true");
     let security = doc.path(&["MSM", "security"]);
-    assert_eq!(security.path(&["authEncryption", "authentication"]).text, "WPA2");
+    assert_eq!(
+        security.path(&["authEncryption", "authentication"]).text,
+        "WPA2"
+    );
     assert_eq!(security.path(&["authEncryption", "useOneX"]).text, "true");
     let one_x = security.child("OneX");
     assert_eq!(one_x.child("authMode").text, "machineOrUser");
@@ -106,7 +110,10 @@ fn eap_tls_profile_names_the_radius_server_and_its_ca() {
         Some("http://www.microsoft.com/provisioning/EapTlsConnectionPropertiesV1")
     );
     let validation = eap_type.child("ServerValidation");
-    assert_eq!(validation.child("ServerNames").text, "radius1.example;radius2.example");
+    assert_eq!(
+        validation.child("ServerNames").text,
+        "radius1.example;radius2.example"
+    );
     let expected: Vec<String> = Thumbprint::of_der(der)
         .as_str()
         .as_bytes()
@@ -115,7 +122,9 @@ fn eap_tls_profile_names_the_radius_server_and_its_ca() {
         .collect();
     assert_eq!(validation.child("TrustedRootCA").text, expected.join(" "));
     assert_eq!(
-        validation.child("DisableUserPromptForServerValidation").text,
+        validation
+            .child("DisableUserPromptForServerValidation")
+            .text,
         "true"
     );
 }
@@ -134,7 +143,13 @@ fn peap_profile_uses_mschapv2_inside() {
     };
     let doc = parse_document(&wlan.to_xml().unwrap());
     let eap = doc.path(&[
-        "MSM", "security", "OneX", "EAPConfig", "EapHostConfig", "Config", "Eap",
+        "MSM",
+        "security",
+        "OneX",
+        "EAPConfig",
+        "EapHostConfig",
+        "Config",
+        "Eap",
     ]);
     assert_eq!(eap.child("Type").text, "25");
     assert_eq!(eap.path(&["EapType", "Eap", "Type"]).text, "26");
@@ -157,7 +172,10 @@ fn several_commands_render_as_sibling_elements() {
         windows::remote_wipe(id("b")).unwrap(),
     ];
     let elements = parse_xml(&windows::render_commands(&commands));
-    let names: Vec<_> = elements.iter().map(|e| (e.name.as_str(), e.child("CmdID").text.as_str())).collect();
+    let names: Vec<_> = elements
+        .iter()
+        .map(|e| (e.name.as_str(), e.child("CmdID").text.as_str()))
+        .collect();
     assert_eq!(names, [("Exec", "a"), ("Exec", "b")]);
 }
 
@@ -169,14 +187,17 @@ fn thumbprint_is_the_sha1_of_the_der_bytes() {
         "A9993E364706816ABA3E25717850C26C9CD0D89D"
     );
     assert_eq!(
-        Thumbprint::from_hex("a9:99:3e:36:47:06:81:6a:ba:3e:25:71:78:50:c2:6c:9c:d0:d8:9d").unwrap(),
+        Thumbprint::from_hex("a9:99:3e:36:47:06:81:6a:ba:3e:25:71:78:50:c2:6c:9c:d0:d8:9d")
+            .unwrap(),
         Thumbprint::of_der(b"abc")
     );
     assert!(Thumbprint::from_hex("abc").is_err());
     let command = windows::root_ca_certificate(id("r"), b"abc").unwrap();
     assert_eq!(
         command.target_uris(),
-        ["./Device/Vendor/MSFT/RootCATrustedCertificates/Root/A9993E364706816ABA3E25717850C26C9CD0D89D/EncodedCertificate"]
+        [
+            "./Device/Vendor/MSFT/RootCATrustedCertificates/Root/A9993E364706816ABA3E25717850C26C9CD0D89D/EncodedCertificate"
+        ]
     );
 }
 
@@ -211,9 +232,15 @@ fn pfx_install_is_atomic_and_sends_the_blob_last() {
             "PFXCertBlob"
         ]
     );
-    assert!(command.target_uris()[0]
-        .starts_with("./User/Vendor/MSFT/ClientCertificateInstall/PFXCertInstall/id%201/"));
-    assert_eq!(ids.next_cmd_id().as_str(), "c17", "one id per command, Atomic first");
+    assert!(
+        command.target_uris()[0]
+            .starts_with("./User/Vendor/MSFT/ClientCertificateInstall/PFXCertInstall/id%201/")
+    );
+    assert_eq!(
+        ids.next_cmd_id().as_str(),
+        "c17",
+        "one id per command, Atomic first"
+    );
 }
 
 #[test]
@@ -246,7 +273,10 @@ fn windows_builders_reject_what_the_device_would_reject() {
     };
     assert!(matches!(
         windows::wifi_profile(id("1"), Scope::Device, &unvalidated),
-        Err(CspError::InvalidField { field: "ServerValidation", .. })
+        Err(CspError::InvalidField {
+            field: "ServerValidation",
+            ..
+        })
     ));
 
     let exportable_in_tpm = PfxCertificate {
@@ -323,7 +353,8 @@ fn payload_uuids(bytes: &[u8]) -> Vec<(String, String)> {
 
 #[test]
 fn a_new_version_of_a_profile_keeps_its_identifiers() {
-    let v1 = Profile::new(namespace(), "de.schule.wifi", "WLAN").with_payload("wifi", wifi("Schule", "password-1"));
+    let v1 = Profile::new(namespace(), "de.schule.wifi", "WLAN")
+        .with_payload("wifi", wifi("Schule", "password-1"));
     let v2 = Profile::new(namespace(), "de.schule.wifi", "WLAN (neu)")
         .with_payload("wifi", wifi("Schule", "password-2"));
     let ids1 = payload_uuids(&v1.to_mobileconfig().unwrap());
@@ -340,8 +371,10 @@ fn a_new_version_of_a_profile_keeps_its_identifiers() {
 
 #[test]
 fn identifiers_differ_between_profiles_payloads_and_namespaces() {
-    let a = Profile::new(namespace(), "de.schule.a", "A").with_payload("wifi", wifi("A", "password-1"));
-    let b = Profile::new(namespace(), "de.schule.b", "B").with_payload("wifi", wifi("A", "password-1"));
+    let a =
+        Profile::new(namespace(), "de.schule.a", "A").with_payload("wifi", wifi("A", "password-1"));
+    let b =
+        Profile::new(namespace(), "de.schule.b", "B").with_payload("wifi", wifi("A", "password-1"));
     let other_ns = Profile::new(
         ProfileNamespace::from_dns_name("andere-schule.example"),
         "de.schule.a",
@@ -363,7 +396,9 @@ fn profile_plist_parses_back_with_special_characters_intact() {
     let profile = Profile::new(namespace(), "de.schule.kids", "Kids & <Guests>")
         .with_payload("wifi", wifi(ssid, "pass&word<>"));
     let value = Value::from_reader_xml(profile.to_mobileconfig().unwrap().as_slice()).unwrap();
-    let payload = value.as_dictionary().unwrap()["PayloadContent"].as_array().unwrap()[0]
+    let payload = value.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap()[0]
         .as_dictionary()
         .unwrap();
     assert_eq!(payload["SSID_STR"].as_string(), Some(ssid));
@@ -376,10 +411,21 @@ fn references_resolve_to_the_referenced_payload_uuid() {
     let dict = profile.to_dictionary().unwrap();
     let content = dict["PayloadContent"].as_array().unwrap();
     let wifi = content[2].as_dictionary().unwrap();
-    let identity_uuid = profile.payload_uuid("identity").hyphenated().to_string().to_uppercase();
-    assert_eq!(wifi["PayloadCertificateUUID"].as_string(), Some(identity_uuid.as_str()));
+    let identity_uuid = profile
+        .payload_uuid("identity")
+        .hyphenated()
+        .to_string()
+        .to_uppercase();
+    assert_eq!(
+        wifi["PayloadCertificateUUID"].as_string(),
+        Some(identity_uuid.as_str())
+    );
     let eap = wifi["EAPClientConfiguration"].as_dictionary().unwrap();
-    let anchor = profile.payload_uuid("radius-ca").hyphenated().to_string().to_uppercase();
+    let anchor = profile
+        .payload_uuid("radius-ca")
+        .hyphenated()
+        .to_string()
+        .to_uppercase();
     assert_eq!(
         eap["PayloadCertificateAnchorUUID"].as_array().unwrap()[0].as_string(),
         Some(anchor.as_str())
@@ -451,7 +497,10 @@ fn profile_errors_name_the_problem() {
         .unwrap_err();
     assert!(matches!(
         error,
-        ProfileError::WrongReferenceKind { found: "com.apple.security.root", .. }
+        ProfileError::WrongReferenceKind {
+            found: "com.apple.security.root",
+            ..
+        }
     ));
 
     let error = base()
@@ -460,17 +509,30 @@ fn profile_errors_name_the_problem() {
         .with_payload("wifi", eap_tls("id", "id"))
         .to_mobileconfig()
         .unwrap_err();
-    assert!(matches!(error, ProfileError::WrongReferenceKind { expected: "a root certificate", .. }));
+    assert!(matches!(
+        error,
+        ProfileError::WrongReferenceKind {
+            expected: "a root certificate",
+            ..
+        }
+    ));
 
     assert_eq!(
         Profile::new(namespace(), "de schule", "T").to_mobileconfig(),
         Err(ProfileError::InvalidIdentifier("de schule".to_owned()))
     );
     assert!(matches!(
-        base().with_payload("wifi", wifi(&"x".repeat(33), "password-1")).to_mobileconfig(),
+        base()
+            .with_payload("wifi", wifi(&"x".repeat(33), "password-1"))
+            .to_mobileconfig(),
         Err(ProfileError::InvalidField { .. })
     ));
-    assert!(base().with_payload("wifi", wifi("S", "short")).to_mobileconfig().is_err());
+    assert!(
+        base()
+            .with_payload("wifi", wifi("S", "short"))
+            .to_mobileconfig()
+            .is_err()
+    );
 }
 
 fn mdm(identity: &str) -> MdmEnrollment {
@@ -496,11 +558,41 @@ fn mdm_payload_is_checked_before_a_device_rejects_it() {
             .to_mobileconfig()
     };
     assert!(profile(mdm("id")).is_ok());
-    assert!(profile(MdmEnrollment { server_url: "http://mdm.example".to_owned(), ..mdm("id") }).is_err());
-    assert!(profile(MdmEnrollment { topic: "com.example.push".to_owned(), ..mdm("id") }).is_err());
-    assert!(profile(MdmEnrollment { access_rights: 0, ..mdm("id") }).is_err());
-    assert!(profile(MdmEnrollment { access_rights: 2, ..mdm("id") }).is_err());
-    assert!(profile(MdmEnrollment { access_rights: 3, ..mdm("id") }).is_ok());
+    assert!(
+        profile(MdmEnrollment {
+            server_url: "http://mdm.example".to_owned(),
+            ..mdm("id")
+        })
+        .is_err()
+    );
+    assert!(
+        profile(MdmEnrollment {
+            topic: "com.example.push".to_owned(),
+            ..mdm("id")
+        })
+        .is_err()
+    );
+    assert!(
+        profile(MdmEnrollment {
+            access_rights: 0,
+            ..mdm("id")
+        })
+        .is_err()
+    );
+    assert!(
+        profile(MdmEnrollment {
+            access_rights: 2,
+            ..mdm("id")
+        })
+        .is_err()
+    );
+    assert!(
+        profile(MdmEnrollment {
+            access_rights: 3,
+            ..mdm("id")
+        })
+        .is_ok()
+    );
 
     let two = Profile::new(namespace(), "de.schule.mdm", "MDM")
         .with_payload("id", p12())
@@ -517,11 +609,15 @@ fn profiles_round_trip_through_json() {
         let back: Profile = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(back, profile, "{name}");
     }
-    let payload: Payload = serde_json::from_str(
-        r#"{"type":"root_certificate","der":"AQID"}"#,
-    )
-    .unwrap();
-    assert_eq!(payload, Payload::RootCertificate(RootCertificate { der: vec![1, 2, 3], file_name: None }));
+    let payload: Payload =
+        serde_json::from_str(r#"{"type":"root_certificate","der":"AQID"}"#).unwrap();
+    assert_eq!(
+        payload,
+        Payload::RootCertificate(RootCertificate {
+            der: vec![1, 2, 3],
+            file_name: None
+        })
+    );
 }
 
 #[test]
@@ -529,10 +625,18 @@ fn commands_round_trip_through_json_and_render_their_request_type() {
     let commands = [
         Command::device_information(),
         Command::SecurityInfo,
-        Command::InstallProfile { payload: vec![0, 255, 7] },
-        Command::ClearPasscode { unlock_token: vec![1; 40] },
+        Command::InstallProfile {
+            payload: vec![0, 255, 7],
+        },
+        Command::ClearPasscode {
+            unlock_token: vec![1; 40],
+        },
         Command::set_device_name("iPad-1"),
-        Command::EraseDevice { pin: None, preserve_data_plan: None, disallow_proximity_setup: Some(true) },
+        Command::EraseDevice {
+            pin: None,
+            preserve_data_plan: None,
+            disallow_proximity_setup: Some(true),
+        },
     ];
     for command in commands {
         let json = serde_json::to_value(&command).unwrap();
@@ -548,18 +652,68 @@ fn commands_round_trip_through_json_and_render_their_request_type() {
             Some(command.request_type())
         );
     }
-    let json = serde_json::to_string(&Command::InstallProfile { payload: b"hi".to_vec() }).unwrap();
-    assert_eq!(json, r#"{"request_type":"InstallProfile","payload":"aGk="}"#);
+    let json = serde_json::to_string(&Command::InstallProfile {
+        payload: b"hi".to_vec(),
+    })
+    .unwrap();
+    assert_eq!(
+        json,
+        r#"{"request_type":"InstallProfile","payload":"aGk="}"#
+    );
 }
 
 #[test]
 fn install_profile_carries_the_profile_bytes_as_data() {
-    let profile = common::root_certificate_profile().to_mobileconfig().unwrap();
-    let command = Command::InstallProfile { payload: profile.clone() };
+    let profile = common::root_certificate_profile()
+        .to_mobileconfig()
+        .unwrap();
+    let command = Command::InstallProfile {
+        payload: profile.clone(),
+    };
     let plist = Value::from_reader_xml(command.to_plist("u").as_slice()).unwrap();
-    let payload = plist.as_dictionary().unwrap()["Command"].as_dictionary().unwrap()["Payload"]
+    let payload = plist.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap()["Payload"]
         .as_data()
         .unwrap()
         .to_vec();
     assert_eq!(payload, profile);
+}
+
+#[test]
+fn a_closure_can_hand_out_the_servers_own_command_ids() {
+    let mut issued = Vec::new();
+    let mut next = 0;
+    let mut ids = || {
+        next += 1;
+        CmdId::new(format!("cmd-{next:04}")).unwrap()
+    };
+    let restrictions = windows::WindowsRestrictions {
+        allow_camera: Some(false),
+        is_education_environment: Some(true),
+        ..windows::WindowsRestrictions::default()
+    };
+    for command in windows::restrictions(&mut ids, &restrictions).unwrap() {
+        let replace = parse_document(&command.to_xml());
+        issued.push((
+            replace.child("CmdID").text.clone(),
+            replace.path(&["Item", "Target", "LocURI"]).text.clone(),
+            replace.path(&["Item", "Data"]).text.clone(),
+        ));
+    }
+    assert_eq!(
+        issued,
+        [
+            (
+                "cmd-0001".to_owned(),
+                "./Device/Vendor/MSFT/Policy/Config/Camera/AllowCamera".to_owned(),
+                "0".to_owned()
+            ),
+            (
+                "cmd-0002".to_owned(),
+                "./Device/Vendor/MSFT/Policy/Config/Education/IsEducationEnvironment".to_owned(),
+                "1".to_owned()
+            ),
+        ]
+    );
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{apple_profiles, check_golden, golden_dir};
-use flotte_profiles::apple::{Command, DEFAULT_DEVICE_INFORMATION_QUERIES, SettingValue, SettingsItem};
+use flotte_profiles::apple::{
+    Command, DEFAULT_DEVICE_INFORMATION_QUERIES, SettingValue, SettingsItem,
+};
 use flotte_profiles::windows::{
     self, CmdId, ComputerNameNode, InventoryNode, KeyLocation, OneXAuthMode, PfxCertificate, Scope,
     SequentialCmdIds, SyncMlCommand, Thumbprint, WindowsRestrictions, WlanProfile, WlanSecurity,
@@ -22,11 +24,19 @@ const COMMAND_UUID: &str = "0F6E1B9C-3A52-4D7E-9C1B-2A4F6D8E0B13";
 
 fn commands() -> Vec<(&'static str, Command)> {
     let mut generic = std::collections::BTreeMap::new();
-    generic.insert("TimeZone".to_owned(), SettingValue::String("Europe/Berlin".to_owned()));
+    generic.insert(
+        "TimeZone".to_owned(),
+        SettingValue::String("Europe/Berlin".to_owned()),
+    );
     vec![
         ("device-information", Command::device_information()),
         ("security-info", Command::SecurityInfo),
-        ("profile-list", Command::ProfileList { managed_only: Some(true) }),
+        (
+            "profile-list",
+            Command::ProfileList {
+                managed_only: Some(true),
+            },
+        ),
         (
             "install-profile",
             Command::InstallProfile {
@@ -70,7 +80,10 @@ fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("restart-device", Command::RestartDevice),
         ("device-configured", Command::DeviceConfigured),
-        ("settings-device-name", Command::set_device_name("Klasse-5a-07")),
+        (
+            "settings-device-name",
+            Command::set_device_name("Klasse-5a-07"),
+        ),
         (
             "settings-generic",
             Command::Settings {
@@ -182,7 +195,10 @@ fn windows_cases() -> Vec<(&'static str, Vec<SyncMlCommand>)> {
         ),
         (
             "pfx-delete",
-            vec![windows::pfx_certificate_delete(id("pfx-9"), Scope::Device, "device-identity").unwrap()],
+            vec![
+                windows::pfx_certificate_delete(id("pfx-9"), Scope::Device, "device-identity")
+                    .unwrap(),
+            ],
         ),
         (
             "restrictions",
@@ -199,29 +215,41 @@ fn windows_cases() -> Vec<(&'static str, Vec<SyncMlCommand>)> {
         ),
         (
             "computer-name-devdetail",
-            vec![windows::computer_name(
-                id("name-1"),
-                "SCHULE-%SERIAL%",
-                ComputerNameNode::DevDetailDnsComputerName,
-            )
-            .unwrap()],
+            vec![
+                windows::computer_name(
+                    id("name-1"),
+                    "SCHULE-%SERIAL%",
+                    ComputerNameNode::DevDetailDnsComputerName,
+                )
+                .unwrap(),
+            ],
         ),
         (
             "computer-name-accounts",
-            vec![windows::computer_name(
-                id("name-2"),
-                "LAP-5A-07",
-                ComputerNameNode::AccountsDomainComputerName,
-            )
-            .unwrap()],
+            vec![
+                windows::computer_name(
+                    id("name-2"),
+                    "LAP-5A-07",
+                    ComputerNameNode::AccountsDomainComputerName,
+                )
+                .unwrap(),
+            ],
         ),
         (
             "get-inventory",
-            vec![windows::get_nodes(id("inventory-1"), &InventoryNode::default_inventory()).unwrap()],
+            vec![
+                windows::get_nodes(id("inventory-1"), &InventoryNode::default_inventory()).unwrap(),
+            ],
         ),
         ("reboot", vec![windows::reboot_now(id("reboot-1")).unwrap()]),
-        ("remote-lock", vec![windows::remote_lock(id("lock-1")).unwrap()]),
-        ("remote-wipe", vec![windows::remote_wipe(id("wipe-1")).unwrap()]),
+        (
+            "remote-lock",
+            vec![windows::remote_lock(id("lock-1")).unwrap()],
+        ),
+        (
+            "remote-wipe",
+            vec![windows::remote_wipe(id("wipe-1")).unwrap()],
+        ),
     ]
 }
 
@@ -272,7 +300,10 @@ fn no_golden_file_is_left_without_a_case() {
     }
     let mut on_disk = BTreeSet::new();
     walk(&golden_dir(), &golden_dir(), &mut on_disk);
-    let produced: BTreeSet<String> = all_golden_outputs().into_iter().map(|(name, _)| name).collect();
+    let produced: BTreeSet<String> = all_golden_outputs()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let stale: Vec<_> = on_disk.difference(&produced).collect();
     assert!(stale.is_empty(), "golden files without a case: {stale:?}");
     assert_eq!(on_disk.len(), produced.len());
@@ -362,7 +393,9 @@ fn check_keys(
     }
     for (key, value) in dict {
         let Some((_, spec)) = specs.iter().find(|(name, _)| name == key) else {
-            problems.push(format!("{context}: {key} is not a published key of {files:?}"));
+            problems.push(format!(
+                "{context}: {key} is not a published key of {files:?}"
+            ));
             continue;
         };
         if type_name(value) != spec.kind {
@@ -397,7 +430,9 @@ fn check_keys(
                     problems,
                 );
             } else {
-                problems.push(format!("{context}: nested {key} has no key list {nested_file}.txt"));
+                problems.push(format!(
+                    "{context}: nested {key} has no key list {nested_file}.txt"
+                ));
             }
         }
     }
@@ -409,7 +444,13 @@ fn every_rendered_apple_key_is_one_apple_publishes() {
     let mut seen_types = BTreeSet::new();
     for (name, profile) in apple_profiles() {
         let top = profile.to_dictionary().unwrap();
-        check_keys(name, "Configuration", &top, &["Configuration"], &mut problems);
+        check_keys(
+            name,
+            "Configuration",
+            &top,
+            &["Configuration"],
+            &mut problems,
+        );
         let Some(Value::Array(content)) = top.get("PayloadContent") else {
             panic!("{name}: no PayloadContent array");
         };
@@ -466,7 +507,9 @@ fn every_rendered_command_key_is_one_apple_publishes() {
     for (name, command) in commands() {
         let mut dict = command.to_command_dictionary();
         assert_eq!(
-            dict.remove("RequestType").and_then(|value| value.into_string()).as_deref(),
+            dict.remove("RequestType")
+                .and_then(|value| value.into_string())
+                .as_deref(),
             Some(command.request_type()),
         );
         if dict.is_empty() {

@@ -83,12 +83,18 @@ fn server_certificate(
 
 /// The first technician token: the configured one, or a generated one written
 /// to `<data dir>/admin-token` so that the operator can read it once.
-async fn bootstrap_token(settings: &Settings, store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
+async fn bootstrap_token(
+    settings: &Settings,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     if let Some(token) = settings.admin_token.as_deref().filter(|t| !t.is_empty()) {
         if token.len() < 16 {
             anyhow::bail!("FLOTTE_ADMIN_TOKEN must be at least 16 characters");
         }
-        store.ensure_token("admin (configured)", token, "technician", now).await?;
+        store
+            .ensure_token("admin (configured)", token, "technician", now)
+            .await?;
         return Ok(());
     }
     let path = settings.data_dir.join(TOKEN_FILE);
@@ -102,7 +108,9 @@ async fn bootstrap_token(settings: &Settings, store: &Store, now: DateTime<Utc>)
         }
         Err(e) => return Err(e.into()),
     };
-    store.ensure_token("bootstrap", &token, "technician", now).await?;
+    store
+        .ensure_token("bootstrap", &token, "technician", now)
+        .await?;
     Ok(())
 }
 

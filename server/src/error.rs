@@ -54,7 +54,13 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(%status, message = %self, "request refused");
         }
-        let mut response = (status, Json(ErrorBody { message: self.to_string() })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                message: self.to_string(),
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -80,7 +86,9 @@ impl From<CoreError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::BytesRejection(_)
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Self::PayloadTooLarge("request body is larger than the configured limit".into())
             }
             other => Self::BadRequest(format!("invalid JSON body: {}", other.body_text())),

@@ -28,7 +28,10 @@ pub fn router(state: AppState) -> Router {
     let body_limit = limits.body_limit_bytes;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     api::routes(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
         // Both layers: DefaultBodyLimit for extractors, RequestBodyLimitLayer for
         // bodies without a Content-Length (chunked), which would otherwise be read.
         .layer(DefaultBodyLimit::max(body_limit))

@@ -32,7 +32,9 @@ pub(crate) async fn render(state: &AppState) -> Result<String, flotte_core::Core
             counter.load(Ordering::Relaxed)
         );
     }
-    out.push_str("# HELP flotte_devices Devices in the register by platform and enrolment state.\n");
+    out.push_str(
+        "# HELP flotte_devices Devices in the register by platform and enrolment state.\n",
+    );
     out.push_str("# TYPE flotte_devices gauge\n");
     for (platform, state_name, n) in state.store.device_counts().await? {
         let _ = writeln!(

@@ -131,7 +131,9 @@ impl Store {
             .one(&txn)
             .await
             .map_err(CoreError::storage)?
-            .ok_or_else(|| CoreError::NotFound(format!("command {command_id} of device {device_key}")))?;
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("command {command_id} of device {device_key}"))
+            })?;
         let status: CommandStatus = row.status.parse()?;
         if !status.can_cancel() {
             return Err(CoreError::Conflict(format!(

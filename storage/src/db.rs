@@ -1,9 +1,8 @@
 use flotte_core::CoreError;
 use flotte_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr,
-    SqliteTransactionMode, SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -73,7 +72,9 @@ impl Store {
 
     /// Bring the schema up to date: Flotte's tables and the job runner's. Safe to run repeatedly.
     pub async fn migrate(&self) -> Result<(), CoreError> {
-        Migrator::up(&self.db, None).await.map_err(CoreError::storage)?;
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(CoreError::storage)?;
         match self.job_pool() {
             JobPool::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
                 .run(&pool)

@@ -64,7 +64,10 @@ pub(crate) fn to_device(m: device::Model) -> Result<Device, CoreError> {
 
 /// Confine a device query to the schools in `scope`. Devices without a school
 /// are visible to technicians only.
-pub(crate) fn scoped(select: Select<device::Entity>, scope: &SchoolScope) -> Select<device::Entity> {
+pub(crate) fn scoped(
+    select: Select<device::Entity>,
+    scope: &SchoolScope,
+) -> Select<device::Entity> {
     match scope {
         SchoolScope::All => select,
         SchoolScope::Schools(ids) => select.filter(device::Column::SchoolId.is_in(ids.clone())),
@@ -104,7 +107,9 @@ impl Store {
         }
         .insert(&txn)
         .await
-        .map_err(db_err("a device with this serial number, UDID or asset tag"))?;
+        .map_err(db_err(
+            "a device with this serial number, UDID or asset tag",
+        ))?;
         let mut entry = actor.clone();
         entry.target = format!("device:{}", model.id);
         audit::record(&txn, &entry, now).await?;
@@ -167,7 +172,10 @@ impl Store {
 impl Store {
     /// Devices per (platform, enrolment state): the `/metrics` gauges.
     pub async fn device_counts(&self) -> Result<Vec<(String, String, i64)>, CoreError> {
-        use sea_orm::{FromQueryResult, sea_query::{Expr, ExprTrait}};
+        use sea_orm::{
+            FromQueryResult,
+            sea_query::{Expr, ExprTrait},
+        };
         #[derive(FromQueryResult)]
         struct Row {
             platform: String,

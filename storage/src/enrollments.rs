@@ -85,7 +85,11 @@ impl Store {
         }
         audit::record(
             &txn,
-            &AuditEntry::new(format!("device:{device_id}"), "device.token_update", format!("device:{device_id}")),
+            &AuditEntry::new(
+                format!("device:{device_id}"),
+                "device.token_update",
+                format!("device:{device_id}"),
+            ),
             now,
         )
         .await?;
@@ -126,8 +130,12 @@ impl Store {
         }
         audit::record(
             &txn,
-            &AuditEntry::new("system", "device.push_token_invalid", format!("device:{device_id}"))
-                .with_details(serde_json::json!({ "reason": reason })),
+            &AuditEntry::new(
+                "system",
+                "device.push_token_invalid",
+                format!("device:{device_id}"),
+            )
+            .with_details(serde_json::json!({ "reason": reason })),
             now,
         )
         .await?;

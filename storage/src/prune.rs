@@ -77,7 +77,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get::<String>("", "status").map_err(CoreError::storage)?,
+                    r.try_get::<String>("", "status")
+                        .map_err(CoreError::storage)?,
                     r.try_get::<i64>("", "n").map_err(CoreError::storage)?,
                 ))
             })

@@ -100,7 +100,9 @@ impl Store {
             .map_err(CoreError::storage)?
             .ok_or_else(|| CoreError::NotFound(format!("token {id}")))?;
         if token.revoked_at.is_some() {
-            return Err(CoreError::Conflict(format!("token {id} is already revoked")));
+            return Err(CoreError::Conflict(format!(
+                "token {id} is already revoked"
+            )));
         }
         let mut active: api_token::ActiveModel = token.into();
         active.revoked_at = Set(Some(now));

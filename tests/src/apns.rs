@@ -56,26 +56,38 @@ impl ApnsStandIn {
         flotte::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let now = chrono::Utc::now();
-        let ca = CertificateAuthority::load_or_create(dir.path(), "APNs stand-in", now).expect("CA");
+        let ca =
+            CertificateAuthority::load_or_create(dir.path(), "APNs stand-in", now).expect("CA");
         let server = ca
             .issue_server_certificate(&["127.0.0.1".into(), "localhost".into()], now, 30)
             .expect("server cert");
         let topic = format!("com.apple.mgmt.External.{}", uuid::Uuid::new_v4());
         let mut push_cert_req = ClientCertificateRequest::new(format!("APSP:{topic}"), 365);
         push_cert_req.uri_sans = vec![];
-        let push_cert = ca.issue_client_certificate(&push_cert_req, now).expect("push cert");
+        let push_cert = ca
+            .issue_client_certificate(&push_cert_req, now)
+            .expect("push cert");
         let identity_path = dir.path().join("push.pem");
         std::fs::write(
             &identity_path,
-            format!("{}{}", push_cert.cert_pem, push_cert.key_pem.clone().expect("key")),
+            format!(
+                "{}{}",
+                push_cert.cert_pem,
+                push_cert.key_pem.clone().expect("key")
+            ),
         )
         .expect("write identity");
         let ca_path = dir.path().join("apns-ca.pem");
-        std::fs::write(&ca_path, format!("{}{}", ca.root_pem(), ca.issuing_pem())).expect("write CA");
+        std::fs::write(&ca_path, format!("{}{}", ca.root_pem(), ca.issuing_pem()))
+            .expect("write CA");
 
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(ca.root_der())).expect("root");
-        roots.add(CertificateDer::from(ca.issuing_der())).expect("issuing");
+        roots
+            .add(CertificateDer::from(ca.root_der()))
+            .expect("root");
+        roots
+            .add(CertificateDer::from(ca.issuing_der()))
+            .expect("issuing");
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
             .build()
             .expect("verifier");
@@ -84,7 +96,8 @@ impl ApnsStandIn {
         )
         .collect::<Result<Vec<_>, _>>()
         .expect("chain");
-        let key = PrivateKeyDer::from_pem_slice(server.key_pem.expect("key").as_bytes()).expect("key");
+        let key =
+            PrivateKeyDer::from_pem_slice(server.key_pem.expect("key").as_bytes()).expect("key");
         let mut config = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
@@ -175,7 +188,12 @@ async fn receive(
             serde_json::json!({ "reason": reason }).to_string(),
         );
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let push_magic = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("mdm").and_then(|m| m.as_str()).map(str::to_owned));

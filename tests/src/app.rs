@@ -40,7 +40,10 @@ impl TestEnv {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let database_url = match std::env::var("TEST_POSTGRES_URL") {
             Ok(admin_url) if !admin_url.is_empty() => fresh_postgres_database(&admin_url).await,
-            _ => format!("sqlite://{}?mode=rwc", dir.path().join("flotte.db").display()),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("flotte.db").display()
+            ),
         };
         Self { dir, database_url }
     }
@@ -67,13 +70,17 @@ impl TestEnv {
 async fn fresh_postgres_database(admin_url: &str) -> String {
     use sea_orm::{ConnectionTrait, Database};
     let name = format!("flotte_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(admin_url).await.expect("connect to TEST_POSTGRES_URL");
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to TEST_POSTGRES_URL");
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
     admin.close().await.ok();
-    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
     format!("{base}/{name}")
 }
 
@@ -99,7 +106,9 @@ impl TestApp {
     }
 
     pub async fn spawn_roles(env: &TestEnv, settings: Settings, serve: bool, work: bool) -> Self {
-        let runtime = Runtime::start(settings.clone()).await.expect("flotte starts");
+        let runtime = Runtime::start(settings.clone())
+            .await
+            .expect("flotte starts");
         let store = runtime.store.clone();
         let data_dir = settings.data_dir.clone();
         // Bind here rather than inside `run` so the test learns the port.
@@ -124,9 +133,13 @@ impl TestApp {
             });
             let worker = if work {
                 let deps = runtime.worker_deps()?;
-                Some(tokio::spawn(flotte_worker::run(deps, flotte::worker_name(), async {
-                    let _ = rx_worker.await;
-                })))
+                Some(tokio::spawn(flotte_worker::run(
+                    deps,
+                    flotte::worker_name(),
+                    async {
+                        let _ = rx_worker.await;
+                    },
+                )))
             } else {
                 None
             };
@@ -171,7 +184,11 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
-        let r = self.api(reqwest::Method::GET, path).send().await.expect("request");
+        let r = self
+            .api(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request");
         let status = r.status();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }

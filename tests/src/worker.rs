@@ -24,7 +24,8 @@ impl KillableWorker {
                 let runtime = Runtime::start(settings).await.expect("worker starts");
                 let deps = runtime.worker_deps().expect("deps");
                 let _ = ready_tx.send(());
-                let _ = flotte_worker::run(deps, flotte::worker_name(), std::future::pending()).await;
+                let _ =
+                    flotte_worker::run(deps, flotte::worker_name(), std::future::pending()).await;
             });
             let _ = kill_rx.recv();
             rt.shutdown_background();

@@ -45,8 +45,9 @@ impl ApnsClient {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30));
         if let Some(ca_path) = &settings.ca_path {
-            let pem = std::fs::read(ca_path)
-                .map_err(|e| PushError::Rejected(format!("APNs CA file {}: {e}", ca_path.display())))?;
+            let pem = std::fs::read(ca_path).map_err(|e| {
+                PushError::Rejected(format!("APNs CA file {}: {e}", ca_path.display()))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| PushError::Rejected(format!("APNs CA file: {e}")))?;
             builder = builder.tls_certs_only(certs);
@@ -122,11 +123,29 @@ mod tests {
 
     #[test]
     fn apple_reasons_are_sorted_into_dead_token_configuration_and_transient() {
-        assert_eq!(classify(410, "Unregistered".into()), PushError::BadToken("Unregistered".into()));
-        assert_eq!(classify(400, "BadDeviceToken".into()), PushError::BadToken("BadDeviceToken".into()));
-        assert_eq!(classify(403, "BadCertificate".into()), PushError::Rejected("BadCertificate".into()));
-        assert_eq!(classify(400, "BadTopic".into()), PushError::Rejected("BadTopic".into()));
-        assert_eq!(classify(429, "TooManyRequests".into()), PushError::Transient("TooManyRequests".into()));
-        assert_eq!(classify(503, "ServiceUnavailable".into()), PushError::Transient("ServiceUnavailable".into()));
+        assert_eq!(
+            classify(410, "Unregistered".into()),
+            PushError::BadToken("Unregistered".into())
+        );
+        assert_eq!(
+            classify(400, "BadDeviceToken".into()),
+            PushError::BadToken("BadDeviceToken".into())
+        );
+        assert_eq!(
+            classify(403, "BadCertificate".into()),
+            PushError::Rejected("BadCertificate".into())
+        );
+        assert_eq!(
+            classify(400, "BadTopic".into()),
+            PushError::Rejected("BadTopic".into())
+        );
+        assert_eq!(
+            classify(429, "TooManyRequests".into()),
+            PushError::Transient("TooManyRequests".into())
+        );
+        assert_eq!(
+            classify(503, "ServiceUnavailable".into()),
+            PushError::Transient("ServiceUnavailable".into())
+        );
     }
 }

@@ -74,7 +74,13 @@ pub async fn run(
                 .with_config(config(PruneTables::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
-                .register(job_worker!(prune, PruneTables, jobs::prune_tables, name, deps))
+                .register(job_worker!(
+                    prune,
+                    PruneTables,
+                    jobs::prune_tables,
+                    name,
+                    deps
+                ))
                 .run_with_signal(signal)
                 .await
         }
@@ -91,7 +97,13 @@ pub async fn run(
                 .with_config(config(PruneTables::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
-                .register(job_worker!(prune, PruneTables, jobs::prune_tables, name, deps))
+                .register(job_worker!(
+                    prune,
+                    PruneTables,
+                    jobs::prune_tables,
+                    name,
+                    deps
+                ))
                 .run_with_signal(signal)
                 .await
         }

@@ -219,9 +219,7 @@ impl Command {
                     Value::Array(queries.iter().cloned().map(Value::String).collect()),
                 );
             }
-            Self::SecurityInfo
-            | Self::RestartDevice
-            | Self::DeviceConfigured => {}
+            Self::SecurityInfo | Self::RestartDevice | Self::DeviceConfigured => {}
             Self::ProfileList { managed_only } => {
                 if let Some(managed_only) = managed_only {
                     dict.insert("ManagedOnly".into(), (*managed_only).into());
@@ -252,7 +250,11 @@ impl Command {
                 phone_number,
                 pin,
             } => {
-                for (name, value) in [("Message", message), ("PhoneNumber", phone_number), ("PIN", pin)] {
+                for (name, value) in [
+                    ("Message", message),
+                    ("PhoneNumber", phone_number),
+                    ("PIN", pin),
+                ] {
                     if let Some(value) = value {
                         dict.insert(name.into(), value.clone().into());
                     }

@@ -17,9 +17,7 @@ mod command;
 mod payload;
 mod profile;
 
-pub use command::{
-    Command, DEFAULT_DEVICE_INFORMATION_QUERIES, SettingValue, SettingsItem,
-};
+pub use command::{Command, DEFAULT_DEVICE_INFORMATION_QUERIES, SettingValue, SettingsItem};
 pub use payload::{
     AppRating, InnerAuthentication, LockScreenMessage, MailAccount, MailAccountType,
     MailAuthentication, MailServer, MdmEnrollment, MdmServerCapability, Payload, Pkcs12Identity,

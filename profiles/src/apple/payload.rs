@@ -367,7 +367,11 @@ fn write_trust(
         let anchors = trust
             .anchor_certificates
             .iter()
-            .map(|anchor| resolver.resolve(key, anchor, RefKind::Anchor).map(Value::String))
+            .map(|anchor| {
+                resolver
+                    .resolve(key, anchor, RefKind::Anchor)
+                    .map(Value::String)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         eap.insert("PayloadCertificateAnchorUUID".into(), Value::Array(anchors));
     }
@@ -867,7 +871,10 @@ fn write_mail_server(dict: &mut Dictionary, direction: &str, server: &MailServer
             Value::Integer(port.into()),
         );
     }
-    dict.insert(format!("{direction}MailServerUseSSL"), server.use_ssl.into());
+    dict.insert(
+        format!("{direction}MailServerUseSSL"),
+        server.use_ssl.into(),
+    );
     if let Some(username) = &server.username {
         dict.insert(
             format!("{direction}MailServerUsername"),

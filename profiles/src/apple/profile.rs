@@ -228,7 +228,10 @@ impl Profile {
         top.insert("PayloadVersion".into(), Value::Integer(1.into()));
         top.insert("PayloadIdentifier".into(), self.identifier.clone().into());
         top.insert("PayloadUUID".into(), format_uuid(self.uuid()).into());
-        top.insert("PayloadDisplayName".into(), self.display_name.clone().into());
+        top.insert(
+            "PayloadDisplayName".into(),
+            self.display_name.clone().into(),
+        );
         if let Some(description) = &self.description {
             top.insert("PayloadDescription".into(), description.clone().into());
         }
@@ -316,7 +319,12 @@ impl<'a> Resolver<'a> {
     }
 
     /// The `PayloadUUID` (as rendered) of the payload under `to`.
-    pub(crate) fn resolve(&self, from: &str, to: &str, kind: RefKind) -> Result<String, ProfileError> {
+    pub(crate) fn resolve(
+        &self,
+        from: &str,
+        to: &str,
+        kind: RefKind,
+    ) -> Result<String, ProfileError> {
         let target = self
             .kinds
             .get(to)

@@ -44,10 +44,7 @@ impl Thumbprint {
 
     /// Parses 40 hex digits (spaces and colons between bytes are ignored).
     pub fn from_hex(text: &str) -> Result<Self, CspError> {
-        let digits: String = text
-            .chars()
-            .filter(|c| !matches!(c, ' ' | ':'))
-            .collect();
+        let digits: String = text.chars().filter(|c| !matches!(c, ' ' | ':')).collect();
         if digits.len() != 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(CspError::InvalidField {
                 field: "thumbprint",
@@ -124,7 +121,11 @@ pub fn wifi_profile(
 }
 
 /// `<Delete>` of a Wi-Fi profile.
-pub fn wifi_profile_delete(cmd_id: CmdId, scope: Scope, ssid: &str) -> Result<SyncMlCommand, CspError> {
+pub fn wifi_profile_delete(
+    cmd_id: CmdId,
+    scope: Scope,
+    ssid: &str,
+) -> Result<SyncMlCommand, CspError> {
     SyncMlCommand::new(
         cmd_id,
         CommandBody::Delete(vec![Item::target(wifi_profile_uri(scope, ssid))]),
@@ -138,8 +139,21 @@ fn escape_uri_segment(segment: &str) -> String {
         let keep = byte.is_ascii_alphanumeric()
             || matches!(
                 byte,
-                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b':' | b'@'
-                    | b'&' | b'=' | b'+' | b'$' | b','
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b':'
+                    | b'@'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
             );
         if keep {
             out.push(char::from(byte));
@@ -279,7 +293,11 @@ pub fn pfx_certificate_install(
     let mut add = |node: &str, format: Format, data: String| {
         SyncMlCommand::new(
             ids.next_cmd_id(),
-            CommandBody::Add(vec![Item::with_data(format!("{base}/{node}"), format, data)]),
+            CommandBody::Add(vec![Item::with_data(
+                format!("{base}/{node}"),
+                format,
+                data,
+            )]),
         )
     };
     let mut commands = vec![
@@ -295,10 +313,18 @@ pub fn pfx_certificate_install(
         commands.push(add("ContainerName", Format::Chr, container.clone())?);
     }
     if let Some(exportable) = certificate.key_exportable {
-        commands.push(add("PFXKeyExportable", Format::Bool, exportable.to_string())?);
+        commands.push(add(
+            "PFXKeyExportable",
+            Format::Bool,
+            exportable.to_string(),
+        )?);
     }
     // Microsoft's own example sends the base64 blob with Format chr.
-    commands.push(add("PFXCertBlob", Format::Chr, STANDARD.encode(&certificate.pfx))?);
+    commands.push(add(
+        "PFXCertBlob",
+        Format::Chr,
+        STANDARD.encode(&certificate.pfx),
+    )?);
     SyncMlCommand::new(atomic_id, CommandBody::Atomic(commands))
 }
 
@@ -523,7 +549,9 @@ impl InventoryNode {
             Self::BatteryChargeRemaining => {
                 "./Vendor/MSFT/DeviceStatus/Battery/EstimatedChargeRemaining"
             }
-            Self::EncryptionCompliance => "./Vendor/MSFT/DeviceStatus/Compliance/EncryptionCompliance",
+            Self::EncryptionCompliance => {
+                "./Vendor/MSFT/DeviceStatus/Compliance/EncryptionCompliance"
+            }
             Self::SecureBootState => "./Vendor/MSFT/DeviceStatus/SecureBootState",
             Self::Other(uri) => uri,
         }

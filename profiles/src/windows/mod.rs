@@ -26,8 +26,7 @@ pub use csp::{
     wifi_profile_delete, wifi_profile_uri,
 };
 pub use syncml::{
-    CmdId, CmdIdSource, CommandBody, Format, Item, SequentialCmdIds, SyncMlCommand,
-    render_commands,
+    CmdId, CmdIdSource, CommandBody, Format, Item, SequentialCmdIds, SyncMlCommand, render_commands,
 };
 pub use wlan::{OneXAuthMode, WlanProfile, WlanSecurity};
 

@@ -246,7 +246,10 @@ impl SyncMlCommand {
                     if item.target.is_empty() || item.target.starts_with('/') {
                         return Err(CspError::InvalidField {
                             field: "LocURI",
-                            reason: format!("{:?} must be a relative URI such as ./Device/…", item.target),
+                            reason: format!(
+                                "{:?} must be a relative URI such as ./Device/…",
+                                item.target
+                            ),
                         });
                     }
                     if let Some(mime_type) = &item.mime_type {

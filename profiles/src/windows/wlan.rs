@@ -309,9 +309,11 @@ fn bool_str(value: bool) -> &'static str {
 
 pub(crate) fn hex_upper(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{byte:02X}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{byte:02X}");
+            out
+        })
 }

@@ -1,6 +1,9 @@
 //! Fixtures and helpers shared by the profile tests.
 
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +13,9 @@ use flotte_profiles::apple::{
     ProfileNamespace, Restrictions, RootCertificate, Scep, ScepSubjectAltName, ServerTrust,
     WebClip, Wifi, WifiEncryption, WifiSecurity,
 };
-use quick_xml::{Reader, XmlVersion};
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
 use uuid::Uuid;
 
 pub const ORG: &str = "Schulträger Musterstadt";
@@ -50,55 +53,63 @@ pub fn root_certificate() -> RootCertificate {
 }
 
 pub fn wifi_eap_tls_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.wifi.schulnetz", "WLAN Schulnetz")
-        .organization(ORG)
-        .description("Schulnetz mit Gerätezertifikat (EAP-TLS)")
-        .removal_disallowed(true)
-        .with_payload("radius-ca", root_certificate())
-        .with_payload(
-            "identity",
-            Pkcs12Identity {
-                pkcs12: pkcs12_bytes(),
-                password: Some("einmalig".to_owned()),
-                file_name: Some("device.p12".to_owned()),
+    Profile::new(
+        namespace(),
+        "de.musterstadt.wifi.schulnetz",
+        "WLAN Schulnetz",
+    )
+    .organization(ORG)
+    .description("Schulnetz mit Gerätezertifikat (EAP-TLS)")
+    .removal_disallowed(true)
+    .with_payload("radius-ca", root_certificate())
+    .with_payload(
+        "identity",
+        Pkcs12Identity {
+            pkcs12: pkcs12_bytes(),
+            password: Some("einmalig".to_owned()),
+            file_name: Some("device.p12".to_owned()),
+        },
+    )
+    .with_payload(
+        "wifi",
+        Wifi {
+            ssid: "Schulnetz".to_owned(),
+            hidden_network: false,
+            auto_join: true,
+            security: WifiSecurity::EapTls {
+                encryption: WifiEncryption::Wpa2,
+                identity: "identity".to_owned(),
+                user_name: None,
+                trust: eap_trust(),
             },
-        )
-        .with_payload(
-            "wifi",
-            Wifi {
-                ssid: "Schulnetz".to_owned(),
-                hidden_network: false,
-                auto_join: true,
-                security: WifiSecurity::EapTls {
-                    encryption: WifiEncryption::Wpa2,
-                    identity: "identity".to_owned(),
-                    user_name: None,
-                    trust: eap_trust(),
-                },
-            },
-        )
+        },
+    )
 }
 
 pub fn wifi_peap_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.wifi.lehrkraefte", "WLAN Lehrkräfte")
-        .organization(ORG)
-        .with_payload("radius-ca", root_certificate())
-        .with_payload(
-            "wifi",
-            Wifi {
-                ssid: "Lehrkräfte".to_owned(),
-                hidden_network: true,
-                auto_join: true,
-                security: WifiSecurity::Peap {
-                    encryption: WifiEncryption::Wpa3,
-                    user_name: Some("m.muster".to_owned()),
-                    password: None,
-                    outer_identity: Some("anonymous@schule.example".to_owned()),
-                    inner_authentication: Some(InnerAuthentication::Mschapv2),
-                    trust: eap_trust(),
-                },
+    Profile::new(
+        namespace(),
+        "de.musterstadt.wifi.lehrkraefte",
+        "WLAN Lehrkräfte",
+    )
+    .organization(ORG)
+    .with_payload("radius-ca", root_certificate())
+    .with_payload(
+        "wifi",
+        Wifi {
+            ssid: "Lehrkräfte".to_owned(),
+            hidden_network: true,
+            auto_join: true,
+            security: WifiSecurity::Peap {
+                encryption: WifiEncryption::Wpa3,
+                user_name: Some("m.muster".to_owned()),
+                password: None,
+                outer_identity: Some("anonymous@schule.example".to_owned()),
+                inner_authentication: Some(InnerAuthentication::Mschapv2),
+                trust: eap_trust(),
             },
-        )
+        },
+    )
 }
 
 pub fn wifi_psk_profile() -> Profile {
@@ -126,16 +137,20 @@ pub fn root_certificate_profile() -> Profile {
 }
 
 pub fn pkcs12_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.cert.identity", "Geräteidentität")
-        .organization(ORG)
-        .with_payload(
-            "identity",
-            Pkcs12Identity {
-                pkcs12: pkcs12_bytes(),
-                password: Some("geheim".to_owned()),
-                file_name: None,
-            },
-        )
+    Profile::new(
+        namespace(),
+        "de.musterstadt.cert.identity",
+        "Geräteidentität",
+    )
+    .organization(ORG)
+    .with_payload(
+        "identity",
+        Pkcs12Identity {
+            pkcs12: pkcs12_bytes(),
+            password: Some("geheim".to_owned()),
+            file_name: None,
+        },
+    )
 }
 
 pub fn scep() -> Scep {
@@ -160,26 +175,34 @@ pub fn scep() -> Scep {
 }
 
 pub fn scep_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.cert.scep", "Gerätezertifikat (SCEP)")
-        .organization(ORG)
-        .with_payload("scep", scep())
+    Profile::new(
+        namespace(),
+        "de.musterstadt.cert.scep",
+        "Gerätezertifikat (SCEP)",
+    )
+    .organization(ORG)
+    .with_payload("scep", scep())
 }
 
 pub fn web_clip_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.webclip.vertretungsplan", "Vertretungsplan")
-        .organization(ORG)
-        .with_payload(
-            "clip",
-            WebClip {
-                url: "https://schule.example/plan?klasse=5a&tag=heute".to_owned(),
-                label: "Vertretungsplan".to_owned(),
-                is_removable: false,
-                full_screen: true,
-                icon: Some(png_icon()),
-                precomposed: Some(true),
-                ignore_manifest_scope: None,
-            },
-        )
+    Profile::new(
+        namespace(),
+        "de.musterstadt.webclip.vertretungsplan",
+        "Vertretungsplan",
+    )
+    .organization(ORG)
+    .with_payload(
+        "clip",
+        WebClip {
+            url: "https://schule.example/plan?klasse=5a&tag=heute".to_owned(),
+            label: "Vertretungsplan".to_owned(),
+            is_removable: false,
+            full_screen: true,
+            icon: Some(png_icon()),
+            precomposed: Some(true),
+            ignore_manifest_scope: None,
+        },
+    )
 }
 
 pub fn all_restrictions() -> Restrictions {
@@ -226,42 +249,50 @@ pub fn all_restrictions() -> Restrictions {
 }
 
 pub fn restrictions_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.restrictions.schueler", "Einschränkungen Schüler")
-        .organization(ORG)
-        .removal_disallowed(true)
-        .with_payload("restrictions", all_restrictions())
+    Profile::new(
+        namespace(),
+        "de.musterstadt.restrictions.schueler",
+        "Einschränkungen Schüler",
+    )
+    .organization(ORG)
+    .removal_disallowed(true)
+    .with_payload("restrictions", all_restrictions())
 }
 
 pub fn mail_profile() -> Profile {
-    Profile::new(namespace(), "de.musterstadt.mail.lehrkraft", "Dienstliche E-Mail")
-        .organization(ORG)
-        .with_payload(
-            "mail",
-            MailAccount {
-                account_type: MailAccountType::Imap,
-                account_description: Some("Schulmail".to_owned()),
-                account_name: Some("Maria Muster".to_owned()),
-                email_address: Some("m.muster@schule.example".to_owned()),
-                incoming: MailServer {
-                    host_name: "imap.schule.example".to_owned(),
-                    port: Some(993),
-                    use_ssl: true,
-                    username: Some("m.muster".to_owned()),
-                    authentication: MailAuthentication::Password,
-                    password: None,
-                },
-                outgoing: MailServer {
-                    host_name: "smtp.schule.example".to_owned(),
-                    port: Some(587),
-                    use_ssl: true,
-                    username: Some("m.muster".to_owned()),
-                    authentication: MailAuthentication::Password,
-                    password: None,
-                },
-                outgoing_password_same_as_incoming: Some(true),
-                prevent_move: Some(true),
+    Profile::new(
+        namespace(),
+        "de.musterstadt.mail.lehrkraft",
+        "Dienstliche E-Mail",
+    )
+    .organization(ORG)
+    .with_payload(
+        "mail",
+        MailAccount {
+            account_type: MailAccountType::Imap,
+            account_description: Some("Schulmail".to_owned()),
+            account_name: Some("Maria Muster".to_owned()),
+            email_address: Some("m.muster@schule.example".to_owned()),
+            incoming: MailServer {
+                host_name: "imap.schule.example".to_owned(),
+                port: Some(993),
+                use_ssl: true,
+                username: Some("m.muster".to_owned()),
+                authentication: MailAuthentication::Password,
+                password: None,
             },
-        )
+            outgoing: MailServer {
+                host_name: "smtp.schule.example".to_owned(),
+                port: Some(587),
+                use_ssl: true,
+                username: Some("m.muster".to_owned()),
+                authentication: MailAuthentication::Password,
+                password: None,
+            },
+            outgoing_password_same_as_incoming: Some(true),
+            prevent_move: Some(true),
+        },
+    )
 }
 
 pub fn lock_screen_profile() -> Profile {
@@ -428,8 +459,16 @@ pub fn parse_xml(xml: &str) -> Vec<Element> {
                 let element = stack.pop().unwrap();
                 stack.last_mut().unwrap().children.push(element);
             }
-            Event::Text(text) => stack.last_mut().unwrap().text.push_str(&text.xml10_content()),
-            Event::CData(data) => stack.last_mut().unwrap().text.push_str(&data.xml10_content()),
+            Event::Text(text) => stack
+                .last_mut()
+                .unwrap()
+                .text
+                .push_str(&text.xml10_content()),
+            Event::CData(data) => stack
+                .last_mut()
+                .unwrap()
+                .text
+                .push_str(&data.xml10_content()),
             Event::GeneralRef(reference) => {
                 let resolved = match reference.resolve_char_ref().unwrap() {
                     Some(character) => character.to_string(),

@@ -51,7 +51,12 @@ pub(crate) async fn list_devices(
         limit: q.limit,
         offset: q.offset,
     };
-    Ok(Json(state.store.list_devices(&filter, &caller.principal.scope()).await?))
+    Ok(Json(
+        state
+            .store
+            .list_devices(&filter, &caller.principal.scope())
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -102,7 +107,12 @@ pub(crate) async fn get_device(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Device>, ApiError> {
-    Ok(Json(state.store.find_device(&id, &caller.principal.scope()).await?))
+    Ok(Json(
+        state
+            .store
+            .find_device(&id, &caller.principal.scope())
+            .await?,
+    ))
 }
 
 /// The device's commands, newest first, with status and result.
@@ -113,7 +123,12 @@ pub(crate) async fn list_commands(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Command>>, ApiError> {
-    Ok(Json(state.store.list_commands(&id, &caller.principal.scope(), 200).await?))
+    Ok(Json(
+        state
+            .store
+            .list_commands(&id, &caller.principal.scope(), 200)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -143,7 +158,9 @@ pub(crate) async fn queue_command(
     ApiJson(body): ApiJson<QueueCommand>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     if body.request_type.trim().is_empty() {
-        return Err(ApiError::BadRequest("request_type must not be empty".into()));
+        return Err(ApiError::BadRequest(
+            "request_type must not be empty".into(),
+        ));
     }
     let command = state
         .store
@@ -159,7 +176,12 @@ pub(crate) async fn queue_command(
             state.clock.now(),
         )
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(Queued { command_uuid: command.id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            command_uuid: command.id,
+        }),
+    ))
 }
 
 /// Cancel a command the device has not answered yet.

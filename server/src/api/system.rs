@@ -56,7 +56,10 @@ pub(crate) async fn audit_log(
     _caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let rows = state.store.recent_audit(q.limit.unwrap_or(100).min(1000)).await?;
+    let rows = state
+        .store
+        .recent_audit(q.limit.unwrap_or(100).min(1000))
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| AuditRow {

@@ -4,7 +4,10 @@ use flotte_core::audit::AuditEntry;
 use flotte_core::jobs::PruneTables;
 
 /// Delete finished commands and jobs past their retention.
-pub(crate) async fn prune_tables(job: PruneTables, deps: Data<WorkerDeps>) -> Result<(), BoxDynError> {
+pub(crate) async fn prune_tables(
+    job: PruneTables,
+    deps: Data<WorkerDeps>,
+) -> Result<(), BoxDynError> {
     let retention = &deps.settings.retention;
     let now = deps.clock.now();
     let report = deps

@@ -7,7 +7,10 @@ use flotte_core::push::PushError;
 /// Wake a device that has queued commands. A device without a push token yet
 /// (registered, not enrolled) is skipped: it will fetch its commands when it
 /// first checks in.
-pub(crate) async fn wake_device(job: WakeDevice, deps: Data<WorkerDeps>) -> Result<(), BoxDynError> {
+pub(crate) async fn wake_device(
+    job: WakeDevice,
+    deps: Data<WorkerDeps>,
+) -> Result<(), BoxDynError> {
     let now = deps.clock.now();
     let outcome = match deps.store.push_target(&job.device_id).await? {
         None => "skipped: no push token".to_owned(),
