@@ -68,3 +68,52 @@ mod tests {
         assert!(SchoolScope::All.allows(None));
     }
 }
+
+/// A person the directory vouched for by their password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedStaff {
+    /// Flotte's person id, when the person is already synchronised.
+    pub person_id: Option<String>,
+    pub username: String,
+    /// The directory's stable id (entryUUID).
+    pub external_id: String,
+    pub is_technician: bool,
+}
+
+/// Why a password check failed. Wrong password and unknown user are one
+/// variant on purpose: the answer must not reveal whether a user exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("the directory is not available: {0}")]
+    Unavailable(String),
+    #[error("no directory is configured for password sign-in")]
+    NotConfigured,
+}
+
+/// Checks a username and password against the directory (an LDAP bind), or
+/// against local accounts when Flotte runs without LDAP. Passwords are never stored.
+#[async_trait::async_trait]
+pub trait StaffAuthenticator: Send + Sync {
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<AuthenticatedStaff, AuthError>;
+}
+
+/// Used until a directory is configured: every password sign-in is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDirectory;
+
+#[async_trait::async_trait]
+impl StaffAuthenticator for NoDirectory {
+    async fn authenticate(
+        &self,
+        _username: &str,
+        _password: &str,
+    ) -> Result<AuthenticatedStaff, AuthError> {
+        Err(AuthError::NotConfigured)
+    }
+}

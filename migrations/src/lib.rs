@@ -5,12 +5,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_foundation;
+mod m20261127_000002_apple;
+mod m20261127_000003_windows;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_create_foundation::Migration)]
+        vec![
+            Box::new(m20261127_000001_create_foundation::Migration),
+            Box::new(m20261127_000002_apple::Migration),
+            Box::new(m20261127_000003_windows::Migration),
+        ]
     }
 }

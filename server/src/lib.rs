@@ -3,11 +3,13 @@
 //! answer; nothing here decides policy on its own.
 
 pub mod api;
+mod apple;
 pub mod bootstrap;
 mod error;
 mod metrics;
 mod state;
 mod tls;
+mod windows;
 
 pub use bootstrap::{Prepared, prepare};
 pub use error::ApiError;

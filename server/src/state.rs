@@ -1,6 +1,7 @@
 use crate::metrics::Metrics;
 use flotte_config::Settings;
 use flotte_core::Clock;
+use flotte_core::auth::{NoDirectory, StaffAuthenticator};
 use flotte_pki::CertificateAuthority;
 use flotte_storage::Store;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub ca: Arc<CertificateAuthority>,
+    /// Password checks for staff (web sign-in, Windows OnPremise enrolment).
+    pub authenticator: Arc<dyn StaffAuthenticator>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -27,7 +30,16 @@ impl AppState {
             store,
             clock,
             ca,
+            authenticator: Arc::new(NoDirectory),
             metrics: Arc::new(Metrics::default()),
         }
+    }
+}
+
+impl AppState {
+    /// Use `authenticator` for password checks instead of refusing them all.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn StaffAuthenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
     }
 }

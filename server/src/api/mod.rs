@@ -54,6 +54,8 @@ pub(crate) fn routes(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(crate::apple::routes())
+        .merge(crate::windows::routes())
         .fallback(system::not_found)
         .with_state(state)
 }
