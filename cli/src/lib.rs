@@ -3,12 +3,11 @@
 //! and the worker. The integration tests start Flotte through this too.
 
 use flotte_config::{LogFormat, Settings};
-use flotte_core::push::PushNotifier;
 use flotte_core::{Clock, SystemClock};
 use flotte_server::{AppState, Application, Prepared};
 use flotte_storage::Store;
 use flotte_worker::WorkerDeps;
-use flotte_worker::apns::{ApnsClient, NoPushCertificate};
+use flotte_worker::apns::StoredCertificatePusher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -62,6 +61,8 @@ impl Runtime {
         let store = Store::connect(&settings.database_url()).await?;
         store.migrate().await?;
         let prepared = flotte_server::prepare(&settings, &store, clock.now()).await?;
+        let store = store.with_sealing_key(&prepared.sealing_key);
+        import_configured_push_certificate(&settings, &store, clock.now()).await?;
         Ok(Self {
             settings: Arc::new(settings),
             store,
@@ -85,6 +86,7 @@ impl Runtime {
             self.store.clone(),
             self.clock.clone(),
             self.prepared.ca.clone(),
+            self.prepared.signer.clone(),
         );
         Application::build(state, &self.prepared)
     }
@@ -94,7 +96,10 @@ impl Runtime {
             store: self.store.clone(),
             settings: self.settings.clone(),
             clock: self.clock.clone(),
-            pusher: push_notifier(&self.settings)?,
+            pusher: Arc::new(StoredCertificatePusher::new(
+                self.store.clone(),
+                self.settings.apns.clone(),
+            )),
         })
     }
 
@@ -161,15 +166,28 @@ fn uuid_suffix() -> String {
     flotte_server::bootstrap::generate_token()[..8].to_owned()
 }
 
-fn push_notifier(settings: &Settings) -> anyhow::Result<Arc<dyn PushNotifier>> {
-    Ok(match &settings.apns.certificate_path {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;
-            Arc::new(ApnsClient::new(&settings.apns, &pem)?)
-        }
-        None => Arc::new(NoPushCertificate),
-    })
+/// A push certificate named in the settings is imported into the database,
+/// where every worker reads the active one from.
+async fn import_configured_push_certificate(
+    settings: &Settings,
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let Some(path) = &settings.apns.certificate_path else {
+        return Ok(());
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;
+    let actor = flotte_core::audit::AuditEntry::new(
+        "system",
+        "apple.push_certificate.import",
+        "",
+    )
+    .from_source(Some(path.display().to_string()));
+    flotte_server::api::import_push_certificate(store, &pem, false, &actor, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;
+    Ok(())
 }
 
 /// rustls needs one process-wide crypto provider; ring is the only one built.

@@ -44,6 +44,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub retention: RetentionSettings,
     pub apns: ApnsSettings,
+    pub apple: AppleSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +89,20 @@ pub struct RetentionSettings {
     pub command_days: u32,
     /// Finished jobs are deleted after this many days.
     pub job_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppleSettings {
+    /// Validity of the device identity in an enrolment profile, in days.
+    pub identity_validity_days: u32,
+    /// How long a one-time enrolment link stays usable, in hours.
+    pub enrollment_link_hours: u32,
+    /// Behind a TLS-terminating proxy: the header carrying the client
+    /// certificate (RFC 9440 `:base64:` or URL-escaped PEM). Off when unset.
+    pub cert_header: Option<String>,
+    /// Only these proxy addresses may set `cert_header`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +158,12 @@ impl Default for Settings {
                 expiration_secs: 3 * 24 * 3600,
                 rate_per_sec: 200,
                 coalesce_secs: 30,
+            },
+            apple: AppleSettings {
+                identity_validity_days: 730,
+                enrollment_link_hours: 72,
+                cert_header: None,
+                trusted_proxies: Vec::new(),
             },
         }
     }

@@ -94,8 +94,37 @@ pub struct Device {
     pub capacity_gb: Option<f64>,
     pub available_gb: Option<f64>,
     pub battery_level: Option<f64>,
+    pub wifi_mac: Option<String>,
+    pub supervised: Option<bool>,
     pub school_id: Option<String>,
     pub enrollment_state: EnrollmentState,
     pub enrolled_at: Option<chrono::DateTime<chrono::Utc>>,
     pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a device reported about itself; `None` leaves a field as it was.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InventoryUpdate {
+    pub serial_number: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    pub product_name: Option<String>,
+    pub os_version: Option<String>,
+    pub build_version: Option<String>,
+    pub device_name: Option<String>,
+    pub capacity_gb: Option<f64>,
+    pub available_gb: Option<f64>,
+    pub battery_level: Option<f64>,
+    pub wifi_mac: Option<String>,
+    pub supervised: Option<bool>,
+}
+
+/// A configuration profile a device says it has installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstalledProfile {
+    pub identifier: String,
+    pub payload_uuid: Option<String>,
+    pub display_name: Option<String>,
+    pub version: Option<i32>,
 }

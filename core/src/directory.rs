@@ -465,7 +465,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -541,23 +541,6 @@ pub struct DirectoryChanges {
     pub held_back: Vec<Uuid>,
 }
 
-impl DirectoryChanges {
-    /// True when nothing was added, modified or deleted.
-    pub fn is_empty(&self) -> bool {
-        self.schools.is_empty()
-            && self.people.is_empty()
-            && self.classes.is_empty()
-            && self.workgroups.is_empty()
-            && match &self.deletions {
-                Deletions::Unknown => true,
-                Deletions::Listed(ids) => ids.is_empty(),
-                // "Everything else is gone" is only empty news when there
-                // was nothing else; the caller must merge to find out.
-                Deletions::AllExcept(_) => false,
-            }
-    }
-}
-
 impl KnownPerson {
     fn as_dir_person(&self) -> DirPerson {
         DirPerson {
@@ -574,7 +557,49 @@ impl KnownPerson {
     }
 }
 
+impl KnownPerson {
+    /// The record Flotte stores for a person read from the directory.
+    pub fn from_dir(person: &DirPerson, has_open_loan: bool) -> KnownPerson {
+        KnownPerson {
+            external_id: person.external_id,
+            username: person.username.clone(),
+            given_name: person.given_name.clone(),
+            family_name: person.family_name.clone(),
+            mail: person.mail.clone(),
+            memberships: person.memberships.clone(),
+            classes: person.classes.clone(),
+            state: if person.disabled {
+                PersonState::Disabled
+            } else {
+                PersonState::Active
+            },
+            has_open_loan,
+        }
+    }
+}
+
 impl KnownDirectory {
+    /// What Flotte knows after applying `snapshot` to an empty store, with
+    /// no loans: for seeding a store and for tests. Exam accounts and
+    /// held-back entries are left out, as [`plan_sync`] would.
+    pub fn from_snapshot(snapshot: &DirectorySnapshot) -> KnownDirectory {
+        KnownDirectory {
+            schools: snapshot.schools.clone(),
+            people: snapshot
+                .people
+                .iter()
+                .filter(|p| !p.is_exam_account() && !snapshot.held_back.contains(&p.external_id))
+                .map(|p| KnownPerson::from_dir(p, false))
+                .collect(),
+            groups: snapshot
+                .classes
+                .iter()
+                .chain(&snapshot.workgroups)
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The snapshot the directory would give now, built from what Flotte
     /// knows plus an incremental read. Feeding it to [`plan_sync`] gives
     /// incremental syncs exactly the same rules and safety checks as full ones.

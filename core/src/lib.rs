@@ -2,8 +2,10 @@
 //! traits (ports) that storage, push, directory and CA adapters implement.
 //! Nothing here performs I/O; everything that needs the time takes a [`Clock`].
 
+pub mod assignment;
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod clock;
 pub mod command;
 pub mod device;

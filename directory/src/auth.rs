@@ -1,11 +1,12 @@
 //! Logging people in against the directory, and group checks.
 
+use flotte_core::auth::{AuthError, AuthenticatedStaff, StaffAuthenticator};
 use ldap3::Scope;
 use uuid::Uuid;
 
 use crate::conn::{Query, check_password, connect_service, search};
 use crate::error::DirectoryError;
-use crate::mapping::{dn_key, disabled_reason, days_since_epoch, entry_uuid, parse_dn};
+use crate::mapping::{days_since_epoch, disabled_reason, dn_key, entry_uuid, parse_dn};
 use crate::settings::LdapSettings;
 
 /// Who logged in.
@@ -49,7 +50,13 @@ pub async fn authenticate(
             base: &settings.base_dn,
             scope: Scope::Subtree,
             filter: &filter,
-            attrs: &["entryUUID", "uid", "shadowExpire", "sambaAcctFlags", "krb5KDCFlags"],
+            attrs: &[
+                "entryUUID",
+                "uid",
+                "shadowExpire",
+                "sambaAcctFlags",
+                "krb5KDCFlags",
+            ],
             paged: false,
         },
     )
@@ -59,7 +66,10 @@ pub async fn authenticate(
         1 => found.remove(0),
         0 => return Err(DirectoryError::InvalidCredentials),
         n => {
-            tracing::warn!(matches = n, "login name matches several directory entries; refused");
+            tracing::warn!(
+                matches = n,
+                "login name matches several directory entries; refused"
+            );
             return Err(DirectoryError::InvalidCredentials);
         }
     };
@@ -136,6 +146,57 @@ pub async fn is_technician(settings: &LdapSettings, dn: &str) -> Result<bool, Di
     match &settings.technician_group_dn {
         None => Ok(false),
         Some(group) => is_member_of(settings, dn, group).await,
+    }
+}
+
+/// Flotte's [`StaffAuthenticator`] port over the directory: the password is
+/// checked with [`authenticate`], technician rights with [`is_technician`].
+#[derive(Debug, Clone)]
+pub struct LdapAuthenticator {
+    settings: LdapSettings,
+}
+
+impl LdapAuthenticator {
+    pub fn new(settings: LdapSettings) -> Self {
+        LdapAuthenticator { settings }
+    }
+}
+
+#[async_trait::async_trait]
+impl StaffAuthenticator for LdapAuthenticator {
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<AuthenticatedStaff, AuthError> {
+        let person = authenticate(&self.settings, username, password)
+            .await
+            .map_err(auth_error)?;
+        let is_technician = is_technician(&self.settings, &person.dn)
+            .await
+            .map_err(auth_error)?;
+        Ok(AuthenticatedStaff {
+            // Flotte's own id is the caller's to look up by external id.
+            person_id: None,
+            username: person.username,
+            external_id: person.external_id.to_string(),
+            is_technician,
+        })
+    }
+}
+
+/// A disabled account is refused like a wrong password: the port has no
+/// separate answer, and the sign-in form needs none. Everything else means
+/// the directory could not be asked.
+fn auth_error(error: DirectoryError) -> AuthError {
+    match error {
+        DirectoryError::InvalidCredentials | DirectoryError::AccountDisabled => {
+            AuthError::InvalidCredentials
+        }
+        other => {
+            tracing::warn!(error = %other, "directory sign-in check failed");
+            AuthError::Unavailable(other.to_string())
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use flotte_core::directory::{DirSchool, Deletions, DirectoryChanges, GroupKind};
+use flotte_core::directory::{Deletions, DirSchool, DirectoryChanges, GroupKind};
 use ldap3::controls::{
     Control, ControlType, EntryState, MakeCritical, RefreshMode, SyncDone, SyncInfo, SyncRequest,
     SyncState, parse_syncinfo,
@@ -27,7 +27,9 @@ use ldap3::controls::{
 use ldap3::{Ldap, Scope};
 use uuid::Uuid;
 
-use crate::conn::{Query, RawEntry, check_result, connect_service, op_error, raw_entry, search, supported_controls};
+use crate::conn::{
+    Query, RawEntry, check_result, connect_service, op_error, raw_entry, search, supported_controls,
+};
 use crate::error::DirectoryError;
 use crate::guarded;
 use crate::mapping::{
@@ -116,7 +118,10 @@ pub async fn supports_content_sync(settings: &LdapSettings) -> Result<bool, Dire
     supported
 }
 
-async fn offers_content_sync(ldap: &mut Ldap, settings: &LdapSettings) -> Result<bool, DirectoryError> {
+async fn offers_content_sync(
+    ldap: &mut Ldap,
+    settings: &LdapSettings,
+) -> Result<bool, DirectoryError> {
     Ok(supported_controls(ldap, settings)
         .await?
         .iter()
@@ -137,7 +142,10 @@ pub async fn read_changes_since(
     guarded(async move { read(&settings, cookie).await }).await
 }
 
-async fn read(settings: &LdapSettings, cookie: Option<ChangeCookie>) -> Result<ChangeBatch, DirectoryError> {
+async fn read(
+    settings: &LdapSettings,
+    cookie: Option<ChangeCookie>,
+) -> Result<ChangeBatch, DirectoryError> {
     let mut ldap = connect_service(settings).await?;
     let batch = match cookie {
         Some(ChangeCookie::ContentSync(bytes)) => {
@@ -148,7 +156,9 @@ async fn read(settings: &LdapSettings, cookie: Option<ChangeCookie>) -> Result<C
             }
             content_sync(&mut ldap, settings, Some(bytes)).await?
         }
-        Some(ChangeCookie::ModifyTimestamp(since)) => timestamps(&mut ldap, settings, Some(since)).await?,
+        Some(ChangeCookie::ModifyTimestamp(since)) => {
+            timestamps(&mut ldap, settings, Some(since)).await?
+        }
         None if offers_content_sync(&mut ldap, settings).await? => {
             content_sync(&mut ldap, settings, None).await?
         }
@@ -207,7 +217,12 @@ async fn content_sync(
     ldap.with_timeout(settings.timeout);
     let filter = sync_filter(settings);
     let mut stream = ldap
-        .streaming_search(&settings.base_dn, Scope::Subtree, &filter, sync_attrs(settings))
+        .streaming_search(
+            &settings.base_dn,
+            Scope::Subtree,
+            &filter,
+            sync_attrs(settings),
+        )
         .await
         .map_err(fail)?;
 
@@ -227,7 +242,8 @@ async fn content_sync(
         if item.is_intermediate() {
             match parse_syncinfo(item) {
                 SyncInfo::NewCookie(c) => new_cookie = Some(c),
-                SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+                SyncInfo::RefreshDelete { cookie, .. }
+                | SyncInfo::RefreshPresent { cookie, .. } => {
                     new_cookie = cookie.or(new_cookie);
                 }
                 SyncInfo::SyncIdSet {
@@ -236,7 +252,11 @@ async fn content_sync(
                     sync_uuids,
                 } => {
                     new_cookie = cookie.or(new_cookie);
-                    let target = if refresh_deletes { &mut deleted } else { &mut present };
+                    let target = if refresh_deletes {
+                        &mut deleted
+                    } else {
+                        &mut present
+                    };
                     for raw in sync_uuids {
                         target.insert(sync_uuid(&raw)?);
                     }
@@ -285,9 +305,15 @@ async fn content_sync(
             refresh_deletes = done.refresh_deletes;
         }
     }
-    let deletions = if refresh_deletes {
+    let deletions = if !had_cookie {
+        // The initial refresh sends every entry in scope, so whatever it did
+        // not send is gone, however the server sets refreshDeletes (slapd
+        // sets it).
+        present.extend(changed_ids.iter().copied());
+        Deletions::AllExcept(present)
+    } else if refresh_deletes {
         Deletions::Listed(deleted)
-    } else if had_cookie && present.is_empty() && changed_ids.is_empty() && deleted.is_empty() {
+    } else if present.is_empty() && changed_ids.is_empty() && deleted.is_empty() {
         // A present phase names every unchanged entry, so an empty one can
         // only mean the server had nothing to say. Reading it as "everything
         // was deleted" would be the worst possible misunderstanding.
@@ -324,7 +350,10 @@ async fn timestamps(
 ) -> Result<ChangeBatch, DirectoryError> {
     let base_filter = sync_filter(settings);
     let filter = match &since {
-        Some(ts) => format!("(&{base_filter}(modifyTimestamp>={}))", ldap3::ldap_escape(ts)),
+        Some(ts) => format!(
+            "(&{base_filter}(modifyTimestamp>={}))",
+            ldap3::ldap_escape(ts)
+        ),
         None => base_filter,
     };
     let entries = search(
@@ -344,7 +373,11 @@ async fn timestamps(
         .iter()
         .filter_map(|e| e.single("modifyTimestamp").ok().flatten())
         .filter_map(|ts| parse_generalized_time(ts).map(|t| (t, ts.to_owned())))
-        .chain(since.as_deref().and_then(|ts| parse_generalized_time(ts).map(|t| (t, ts.to_owned()))))
+        .chain(
+            since
+                .as_deref()
+                .and_then(|ts| parse_generalized_time(ts).map(|t| (t, ts.to_owned()))),
+        )
         .max_by_key(|(t, _)| *t)
         .map(|(_, ts)| ts)
         .unwrap_or_else(|| "19700101000000Z".to_owned());
@@ -415,7 +448,8 @@ async fn assemble_changes(
         .collect();
     let ctx = MapContext::new(layout, days_since_epoch(chrono::Utc::now()), &known_schools);
 
-    let (mut school_entries, mut person_entries, mut group_entries) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut school_entries, mut person_entries, mut group_entries) =
+        (Vec::new(), Vec::new(), Vec::new());
     for entry in entries {
         if entry.has_object_class(&layout.school_object_class) {
             school_entries.push(entry);
@@ -513,18 +547,31 @@ mod tests {
     #[test]
     fn cookies_survive_a_round_trip_through_text() {
         for cookie in [
-            ChangeCookie::ContentSync(b"rid=000,csn=20261127111315.456544Z#000000#000#000000".to_vec()),
+            ChangeCookie::ContentSync(
+                b"rid=000,csn=20261127111315.456544Z#000000#000#000000".to_vec(),
+            ),
             ChangeCookie::ContentSync(vec![0, 255, 16]),
             ChangeCookie::ModifyTimestamp("20261127111315Z".to_owned()),
         ] {
             let text = cookie.to_string();
-            assert_eq!(text.parse::<ChangeCookie>().expect("parse"), cookie, "{text}");
+            assert_eq!(
+                text.parse::<ChangeCookie>().expect("parse"),
+                cookie,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn garbled_cookies_are_refused() {
-        for text in ["", "sync:abc", "sync:zz", "ts:yesterday", "ts:20261127111315", "csn:1"] {
+        for text in [
+            "",
+            "sync:abc",
+            "sync:zz",
+            "ts:yesterday",
+            "ts:20261127111315",
+            "csn:1",
+        ] {
             assert!(
                 matches!(text.parse::<ChangeCookie>(), Err(DirectoryError::Cookie(_))),
                 "{text:?} was accepted"

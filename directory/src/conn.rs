@@ -50,7 +50,7 @@ pub(crate) async fn connect(settings: &LdapSettings) -> Result<Ldap, DirectoryEr
         },
         source => DirectoryError::Connect {
             url: url.to_owned(),
-            source,
+            source: Box::new(source),
         },
     })?;
     tokio::spawn(async move {
@@ -73,9 +73,9 @@ fn tls_config(pem: &str) -> Result<rustls::ClientConfig, DirectoryError> {
     }
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| DirectoryError::Config(format!("ca_cert_pem: unusable CA certificate: {e}")))?;
+        roots.add(cert).map_err(|e| {
+            DirectoryError::Config(format!("ca_cert_pem: unusable CA certificate: {e}"))
+        })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -105,9 +105,14 @@ pub(crate) async fn connect_service(settings: &LdapSettings) -> Result<Ldap, Dir
     if result.rc != 0 {
         return Err(DirectoryError::ServiceBind {
             bind_dn: settings.bind_dn.clone(),
-            reason: format!("result code {} ({}) {}", result.rc, result_name(result.rc), result.text)
-                .trim_end()
-                .to_owned(),
+            reason: format!(
+                "result code {} ({}) {}",
+                result.rc,
+                result_name(result.rc),
+                result.text
+            )
+            .trim_end()
+            .to_owned(),
         });
     }
     Ok(ldap)
@@ -138,7 +143,11 @@ pub(crate) async fn check_password(
     }
 }
 
-pub(crate) fn op_error(operation: &str, error: LdapError, settings: &LdapSettings) -> DirectoryError {
+pub(crate) fn op_error(
+    operation: &str,
+    error: LdapError,
+    settings: &LdapSettings,
+) -> DirectoryError {
     match error {
         LdapError::Timeout { .. } => DirectoryError::Timeout {
             operation: operation.to_owned(),
@@ -146,7 +155,7 @@ pub(crate) fn op_error(operation: &str, error: LdapError, settings: &LdapSetting
         },
         source => DirectoryError::Protocol {
             operation: operation.to_owned(),
-            source,
+            source: Box::new(source),
         },
     }
 }

@@ -13,7 +13,7 @@ pub enum DirectoryError {
     Connect {
         url: String,
         #[source]
-        source: ldap3::LdapError,
+        source: Box<ldap3::LdapError>,
     },
     /// The service account was refused. Deliberately not
     /// [`DirectoryError::InvalidCredentials`]: this is an operator's problem,
@@ -28,13 +28,12 @@ pub enum DirectoryError {
     #[error("the account is disabled in the directory")]
     AccountDisabled,
     #[error("the directory did not answer {operation} within {after:?}")]
-    Timeout {
-        operation: String,
-        after: Duration,
-    },
+    Timeout { operation: String, after: Duration },
     /// Referrals point at other servers; following them would read data the
     /// operator did not configure, so they end the read instead.
-    #[error("the directory answered {operation} with a referral to {refs:?}; referrals are not followed")]
+    #[error(
+        "the directory answered {operation} with a referral to {refs:?}; referrals are not followed"
+    )]
     Referral {
         operation: String,
         refs: Vec<String>,
@@ -53,8 +52,9 @@ pub enum DirectoryError {
     #[error("{operation} failed: {source}")]
     Protocol {
         operation: String,
+        // Boxed: ldap3's error is large and would bloat every Result.
         #[source]
-        source: ldap3::LdapError,
+        source: Box<ldap3::LdapError>,
     },
     /// The cookie of an incremental read cannot be used (unparseable, or for
     /// a mechanism the server no longer offers). Do a full read.

@@ -7,7 +7,8 @@
 //! * [`read_changes_since`]: an incremental read (RFC 4533 content sync or
 //!   `modifyTimestamp` polling);
 //! * [`authenticate`], [`is_member_of`], [`is_technician`]: logins and the
-//!   technician group.
+//!   technician group, and [`LdapAuthenticator`], the same behind core's
+//!   `StaffAuthenticator` port.
 //!
 //! Every operation opens its own connection, binds, works and unbinds: a
 //! sync runs a few times a day and logins are rare enough that pooling would
@@ -24,7 +25,9 @@ mod snapshot;
 
 use std::future::Future;
 
-pub use auth::{AuthenticatedPerson, authenticate, is_member_of, is_technician, same_dn};
+pub use auth::{
+    AuthenticatedPerson, LdapAuthenticator, authenticate, is_member_of, is_technician, same_dn,
+};
 pub use changes::{
     CONTENT_SYNC_OID, ChangeBatch, ChangeCookie, ChangeMethod, read_changes_since,
     supports_content_sync,

@@ -16,8 +16,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use flotte_core::directory::{
-    DirGroup, DirPerson, DirSchool, DirectorySnapshot, GroupKind, Role, SchoolRole,
-    UcsschoolRole, assign_classes,
+    DirGroup, DirPerson, DirSchool, DirectorySnapshot, GroupKind, Role, SchoolRole, UcsschoolRole,
+    assign_classes,
 };
 use uuid::Uuid;
 
@@ -78,11 +78,17 @@ pub(crate) fn people_filter() -> String {
 }
 
 pub(crate) fn school_filter(layout: &DirectoryLayout) -> String {
-    format!("(objectClass={})", ldap3::ldap_escape(&layout.school_object_class))
+    format!(
+        "(objectClass={})",
+        ldap3::ldap_escape(&layout.school_object_class)
+    )
 }
 
 pub(crate) fn group_filter(layout: &DirectoryLayout) -> String {
-    format!("(objectClass={})", ldap3::ldap_escape(&layout.group_object_class))
+    format!(
+        "(objectClass={})",
+        ldap3::ldap_escape(&layout.group_object_class)
+    )
 }
 
 /// Days since 1970-01-01, the unit of `shadowExpire`.
@@ -196,7 +202,11 @@ pub(crate) fn dn_key(dn: &str) -> String {
     parse_dn(dn)
         .iter()
         .map(|r| {
-            let value = r.value.to_lowercase().replace('\\', "\\\\").replace(',', "\\,");
+            let value = r
+                .value
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace(',', "\\,");
             format!("{}={value}", r.attr)
         })
         .collect::<Vec<_>>()
@@ -207,10 +217,7 @@ pub(crate) fn dn_key(dn: &str) -> String {
 fn school_below(dn: &[Rdn], container: &[Rdn]) -> Option<String> {
     let parent = dn.get(1..)?;
     let school = parent.get(container.len())?;
-    let same = parent
-        .iter()
-        .zip(container)
-        .all(|(a, b)| a.matches(b));
+    let same = parent.iter().zip(container).all(|(a, b)| a.matches(b));
     (same && school.attr == "ou").then(|| school.value.clone())
 }
 
@@ -239,9 +246,14 @@ pub(crate) enum Outcome<T> {
     /// Not something Flotte syncs (exam account, default group, …).
     Ignored,
     /// Exists, but cannot be mapped: leave it as Flotte has it.
-    HeldBack { id: Uuid, problem: String },
+    HeldBack {
+        id: Uuid,
+        problem: String,
+    },
     /// No usable id: the read cannot be complete.
-    Unkeyed { problem: String },
+    Unkeyed {
+        problem: String,
+    },
 }
 
 /// Shared context of one read.
@@ -271,7 +283,12 @@ impl<'a> MapContext<'a> {
         match self.school_codes.get(&code.to_lowercase()) {
             Some(canonical) => canonical.clone(),
             None => {
-                notes.push(format!("{whose}: refers to school {code:?}, which was not read"));
+                // One note per school, not one per pupil: an ACL hiding a
+                // school OU would otherwise bury everything else.
+                let note = format!("school {code:?} is referred to but was not read");
+                if !notes.iter().any(|n| n.starts_with(&note)) {
+                    notes.push(format!("{note} (first by {whose})"));
+                }
                 code.to_owned()
             }
         }
@@ -324,7 +341,10 @@ pub(crate) fn map_school(entry: &RawEntry) -> Outcome<DirSchool> {
 
 /// Why an account counts as disabled, or `None`. Any one mechanism is enough:
 /// UCS sets all three when disabling, but imports and manual edits may set one.
-pub(crate) fn disabled_reason(entry: &RawEntry, today: i64) -> Result<Option<&'static str>, String> {
+pub(crate) fn disabled_reason(
+    entry: &RawEntry,
+    today: i64,
+) -> Result<Option<&'static str>, String> {
     if let Some(value) = entry.single("shadowExpire")? {
         let day: i64 = value
             .trim()
@@ -433,7 +453,9 @@ pub(crate) fn map_person(
         }
     }
     if memberships.is_empty() {
-        return held("has no school role (no ucsschoolRole, no role class with ucsschoolSchool)".to_owned());
+        return held(
+            "has no school role (no ucsschoolRole, no role class with ucsschoolSchool)".to_owned(),
+        );
     }
 
     let disabled = match disabled_reason(entry, ctx.today) {
@@ -501,13 +523,18 @@ pub(crate) fn map_group(
             problem: format!("group {dn}: empty DN"),
         };
     };
-    let prefix = ctx.layout.group_name_prefix.replace("{school}", &school_code);
+    let prefix = ctx
+        .layout
+        .group_name_prefix
+        .replace("{school}", &school_code);
     let name = match cn.get(..prefix.len()) {
         Some(head) if head.eq_ignore_ascii_case(&prefix) && cn.len() > prefix.len() => {
             cn[prefix.len()..].to_owned()
         }
         _ => {
-            notes.push(format!("group {dn}: name lacks the prefix {prefix:?}; kept as {cn:?}"));
+            notes.push(format!(
+                "group {dn}: name lacks the prefix {prefix:?}; kept as {cn:?}"
+            ));
             cn
         }
     };
@@ -548,7 +575,8 @@ impl MemberIndex {
     pub fn insert(&mut self, dn: &str, uid: Option<&str>, id: Uuid) {
         self.by_ref.insert(MemberRef::Dn(dn_key(dn)), id);
         if let Some(uid) = uid {
-            self.by_ref.insert(MemberRef::Uid(uid.trim().to_lowercase()), id);
+            self.by_ref
+                .insert(MemberRef::Uid(uid.trim().to_lowercase()), id);
         }
     }
 
@@ -612,9 +640,11 @@ pub(crate) fn map_people(
     for entry in entries {
         let outcome = map_person(entry, ctx, &mut collector.problems);
         match &outcome {
-            Outcome::Mapped(record) => {
-                index.insert(&record.dn, Some(&record.person.username), record.person.external_id)
-            }
+            Outcome::Mapped(record) => index.insert(
+                &record.dn,
+                Some(&record.person.username),
+                record.person.external_id,
+            ),
             Outcome::HeldBack { id, .. } => {
                 index.insert(&entry.dn, entry.single("uid").ok().flatten(), *id)
             }
@@ -740,7 +770,12 @@ pub(crate) fn assemble_snapshot(
             .iter()
             .chain(entry.values("member"))
             .map(|dn| MemberRef::Dn(dn_key(dn)))
-            .chain(entry.values("memberUid").iter().map(|u| MemberRef::Uid(u.trim().to_lowercase())))
+            .chain(
+                entry
+                    .values("memberUid")
+                    .iter()
+                    .map(|u| MemberRef::Uid(u.trim().to_lowercase())),
+            )
         {
             if let Some(id) = index.get(&member) {
                 group_dns.entry(id).or_default().push(entry.dn.clone());
@@ -858,13 +893,19 @@ mod tests {
         let workgroup = format!("cn=gym1-musik,cn=schueler,cn=groups,ou=gym1,{BASE}");
         let default_group = format!("cn=schueler-gym1,cn=groups,ou=gym1,{BASE}");
         let district = "cn=gym1-5a,cn=klassen,cn=schueler,cn=groups,ou=gym1,ou=gy,dc=x";
-        assert_eq!(classify_group(&class, &layout), Some((GroupKind::Class, "gym1".to_owned())));
+        assert_eq!(
+            classify_group(&class, &layout),
+            Some((GroupKind::Class, "gym1".to_owned()))
+        );
         assert_eq!(
             classify_group(&workgroup, &layout),
             Some((GroupKind::Workgroup, "gym1".to_owned()))
         );
         assert_eq!(classify_group(&default_group, &layout), None);
-        assert_eq!(classify_group(district, &layout), Some((GroupKind::Class, "gym1".to_owned())));
+        assert_eq!(
+            classify_group(district, &layout),
+            Some((GroupKind::Class, "gym1".to_owned()))
+        );
 
         let custom = DirectoryLayout {
             classes_container: "cn=classes,cn=pupils,cn=groups".to_owned(),
@@ -882,10 +923,22 @@ mod tests {
         let base = RawEntry::new("uid=x,dc=y");
         let check = |e: &RawEntry| disabled_reason(e, TODAY);
         assert_eq!(check(&base), Ok(None));
-        assert_eq!(check(&base.clone().with("shadowExpire", &["1"])), Ok(Some("shadowExpire")));
-        assert_eq!(check(&base.clone().with("shadowExpire", &["19000"])), Ok(Some("shadowExpire")));
-        assert_eq!(check(&base.clone().with("shadowExpire", &["20000"])), Ok(Some("shadowExpire")));
-        assert_eq!(check(&base.clone().with("shadowExpire", &["20001"])), Ok(None));
+        assert_eq!(
+            check(&base.clone().with("shadowExpire", &["1"])),
+            Ok(Some("shadowExpire"))
+        );
+        assert_eq!(
+            check(&base.clone().with("shadowExpire", &["19000"])),
+            Ok(Some("shadowExpire"))
+        );
+        assert_eq!(
+            check(&base.clone().with("shadowExpire", &["20000"])),
+            Ok(Some("shadowExpire"))
+        );
+        assert_eq!(
+            check(&base.clone().with("shadowExpire", &["20001"])),
+            Ok(None)
+        );
         assert_eq!(check(&base.clone().with("shadowExpire", &["0"])), Ok(None));
         assert_eq!(check(&base.clone().with("shadowExpire", &["-1"])), Ok(None));
         assert_eq!(
@@ -893,10 +946,22 @@ mod tests {
             Ok(Some("sambaAcctFlags"))
         );
         // Locked (failed logins) is not disabled.
-        assert_eq!(check(&base.clone().with("sambaAcctFlags", &["[UL         ]"])), Ok(None));
-        assert_eq!(check(&base.clone().with("sambaAcctFlags", &["[U          ]"])), Ok(None));
-        assert_eq!(check(&base.clone().with("krb5KDCFlags", &["254"])), Ok(Some("krb5KDCFlags")));
-        assert_eq!(check(&base.clone().with("krb5KDCFlags", &["126"])), Ok(None));
+        assert_eq!(
+            check(&base.clone().with("sambaAcctFlags", &["[UL         ]"])),
+            Ok(None)
+        );
+        assert_eq!(
+            check(&base.clone().with("sambaAcctFlags", &["[U          ]"])),
+            Ok(None)
+        );
+        assert_eq!(
+            check(&base.clone().with("krb5KDCFlags", &["254"])),
+            Ok(Some("krb5KDCFlags"))
+        );
+        assert_eq!(
+            check(&base.clone().with("krb5KDCFlags", &["126"])),
+            Ok(None)
+        );
         assert!(check(&base.clone().with("shadowExpire", &["soon"])).is_err());
         assert!(check(&base.clone().with("krb5KDCFlags", &["1", "2"])).is_err());
     }
@@ -931,16 +996,23 @@ mod tests {
 
     #[test]
     fn a_teacher_at_two_schools_gets_both_roles() {
-        let entry = RawEntry::new(format!("uid=l,cn=lehrer und mitarbeiter,cn=users,ou=gym1,{BASE}"))
-            .with("entryUUID", &[&uuid(11)])
-            .with("uid", &["l"])
-            .with("sn", &["Lehmann"])
-            .with("objectClass", &["ucsschoolTeacher", "ucsschoolStaff"])
-            .with("ucsschoolSchool", &["gym1", "gs2"])
-            .with(
-                "ucsschoolRole",
-                &["teacher:school:gym1", "staff:school:gym1", "teacher:school:gs2", "school_class:school:gym1"],
-            );
+        let entry = RawEntry::new(format!(
+            "uid=l,cn=lehrer und mitarbeiter,cn=users,ou=gym1,{BASE}"
+        ))
+        .with("entryUUID", &[&uuid(11)])
+        .with("uid", &["l"])
+        .with("sn", &["Lehmann"])
+        .with("objectClass", &["ucsschoolTeacher", "ucsschoolStaff"])
+        .with("ucsschoolSchool", &["gym1", "gs2"])
+        .with(
+            "ucsschoolRole",
+            &[
+                "teacher:school:gym1",
+                "staff:school:gym1",
+                "teacher:school:gs2",
+                "school_class:school:gym1",
+            ],
+        );
         let roles: Vec<(String, Role)> = mapped(&entry)
             .memberships
             .into_iter()
@@ -970,7 +1042,8 @@ mod tests {
     #[test]
     fn exam_accounts_are_ignored_by_class_role_or_container() {
         let by_class = pupil(13, "exam-a", "gym1").with("objectClass", &["ucsschoolExam"]);
-        let by_role = pupil(13, "exam-a", "gym1").with("ucsschoolRole", &["exam_user:exam:mathe-gym1"]);
+        let by_role =
+            pupil(13, "exam-a", "gym1").with("ucsschoolRole", &["exam_user:exam:mathe-gym1"]);
         let mut by_dn = pupil(13, "exam-a", "gym1");
         by_dn.dn = format!("uid=exam-a,cn=examusers,ou=gym1,{BASE}");
         for entry in [by_class, by_role, by_dn] {
@@ -1005,10 +1078,16 @@ mod tests {
     }
 
     #[test]
-    fn roles_at_unread_schools_are_kept_and_noted() {
-        let (outcome, notes) = map(&pupil(18, "a", "rs9"));
-        assert!(matches!(outcome, Outcome::Mapped(_)));
+    fn roles_at_unread_schools_are_kept_and_noted_once() {
+        let layout = DirectoryLayout::default();
+        let ctx = MapContext::new(&layout, TODAY, &[]);
+        let mut notes = Vec::new();
+        for n in 0..3 {
+            let outcome = map_person(&pupil(18 + n, &format!("p{n}"), "rs9"), &ctx, &mut notes);
+            assert!(matches!(outcome, Outcome::Mapped(_)));
+        }
         assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("rs9"));
     }
 
     fn group(n: u128, dn: &str) -> RawEntry {
@@ -1034,14 +1113,23 @@ mod tests {
             groups: vec![
                 group(50, &class_dn).with("uniqueMember", &[&anna.dn.to_uppercase()]),
                 // memberUid only: still resolved.
-                group(51, &format!("cn=gym1-musik,cn=schueler,cn=groups,ou=gym1,{BASE}"))
-                    .with("memberUid", &["ben"]),
+                group(
+                    51,
+                    &format!("cn=gym1-musik,cn=schueler,cn=groups,ou=gym1,{BASE}"),
+                )
+                .with("memberUid", &["ben"]),
                 // A default group: not a class, not a workgroup.
                 group(52, &format!("cn=schueler-gym1,cn=groups,ou=gym1,{BASE}"))
                     .with("uniqueMember", &[&anna.dn]),
                 // A member that is nobody we read.
-                group(53, &format!("cn=gym1-5b,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}"))
-                    .with("uniqueMember", &[&format!("uid=ghost,cn=schueler,cn=users,ou=gym1,{BASE}")]),
+                group(
+                    53,
+                    &format!("cn=gym1-5b,cn=klassen,cn=schueler,cn=groups,ou=gym1,{BASE}"),
+                )
+                .with(
+                    "uniqueMember",
+                    &[&format!("uid=ghost,cn=schueler,cn=users,ou=gym1,{BASE}")],
+                ),
             ],
             technician_group: Some(RawEntry::new(&tech_dn).with("uniqueMember", &[&ben.dn])),
             problems: Vec::new(),
@@ -1052,7 +1140,10 @@ mod tests {
         assert_eq!(snapshot.classes.len(), 2);
         assert_eq!(snapshot.workgroups.len(), 1);
         assert_eq!(snapshot.workgroups[0].name, "musik");
-        assert_eq!(snapshot.workgroups[0].member_external_ids, vec![Uuid::from_u128(11)]);
+        assert_eq!(
+            snapshot.workgroups[0].member_external_ids,
+            vec![Uuid::from_u128(11)]
+        );
         assert_eq!(snapshot.problems.len(), 1, "{:?}", snapshot.problems);
         assert!(snapshot.problems[0].contains("ghost"));
 
@@ -1080,7 +1171,12 @@ mod tests {
         assert!(snapshot.people.is_empty());
         // Two problems for the two entries, plus notes on the unread school.
         assert!(snapshot.problems.iter().any(|p| p.contains("no entryUUID")));
-        assert!(snapshot.problems.iter().any(|p| p.contains("uid has 2 values")));
+        assert!(
+            snapshot
+                .problems
+                .iter()
+                .any(|p| p.contains("uid has 2 values"))
+        );
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct ClientCertificateRequest {
     pub uri_sans: Vec<String>,
     /// SAN otherName 1.3.6.1.4.1.311.20.2.3 (UTF8String), what NPS/Windows map to an AD account.
     pub upn: Option<String>,
+    /// Subject UID (0.9.2342.19200300.100.1.1): where Apple puts an MDM push
+    /// certificate's topic. Tests use it to mint stand-in push certificates.
+    pub user_id: Option<String>,
     pub validity_days: u32,
 }
 
@@ -668,6 +671,9 @@ fn ca_params(
     Ok(params)
 }
 
+/// The LDAP `uid` attribute type, used in subjects.
+const USER_ID_OID: &[u64] = &[0, 9, 2342, 19200300, 100, 1, 1];
+
 fn client_params(req: &ClientCertificateRequest) -> Result<CertificateParams, PkiError> {
     if req.common_name.trim().is_empty() {
         return Err(PkiError::InvalidRequest("common name is empty".into()));
@@ -684,6 +690,11 @@ fn client_params(req: &ClientCertificateRequest) -> Result<CertificateParams, Pk
         params
             .distinguished_name
             .push(DnType::OrganizationalUnitName, ou);
+    }
+    if let Some(uid) = req.user_id.as_deref().filter(|s| !s.is_empty()) {
+        params
+            .distinguished_name
+            .push(DnType::CustomDnType(USER_ID_OID.to_vec()), uid);
     }
     if let Some(email) = req.email.as_deref().filter(|s| !s.is_empty()) {
         params

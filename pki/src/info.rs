@@ -180,3 +180,16 @@ mod tests {
         );
     }
 }
+
+/// The APNs topic of an MDM push certificate: its subject's UID attribute
+/// (`com.apple.mgmt.External.<uuid>` for certificates from Apple's push portal).
+pub fn push_topic(cert_der: &[u8]) -> Result<Option<String>, PkiError> {
+    let cert = parse_cert(cert_der)?;
+    let topic = cert
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == "0.9.2342.19200300.100.1.1")
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    Ok(topic)
+}

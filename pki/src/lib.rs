@@ -22,6 +22,8 @@ pub use ca::{
 pub use cms::{SignerCertificate, open_attached, sign_attached, sign_detached, verify_detached};
 pub use csr::{CsrInfo, inspect_csr};
 pub use error::PkiError;
-pub use info::{CertificateInfo, certificate_info, der_to_pem, pem_to_der, sha256_fingerprint};
+pub use info::{
+    CertificateInfo, certificate_info, der_to_pem, pem_to_der, push_topic, sha256_fingerprint,
+};
 pub use keys::generate_csr;
 pub use pkcs12::{parse_pkcs12, pkcs12};

@@ -5,6 +5,8 @@
 //!   on the device, and MDM command plists (`{CommandUUID, Command: {RequestType, ...}}`).
 //! * [`windows`]: SyncML command blocks (`<Add>`, `<Replace>`, `<Exec>`, `<Delete>`, `<Get>`,
 //!   `<Atomic>`) for the configuration service providers a school laptop needs.
+//! * [`template`]: profile templates as administrators save them, with `{{variables}}`
+//!   resolved per device and person, rendered for either platform with a stable checksum.
 //!
 //! Nothing here performs I/O, reads the clock or draws random numbers: identifiers are derived
 //! from caller-supplied names, and SyncML command ids come from the caller. Signing profiles is
@@ -13,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod apple;
+pub mod template;
 pub mod windows;
 
 mod b64;

@@ -22,6 +22,23 @@ pub struct Prepared {
     /// Server certificate followed by the issuing CA.
     pub tls_chain_pem: String,
     pub tls_key_pem: String,
+    /// The certificate and key that sign configuration profiles.
+    pub signer: Arc<ProfileSigner>,
+    /// The key that seals secrets at rest in the database.
+    pub sealing_key: [u8; 32],
+}
+
+/// Signs `.mobileconfig` files, so that iPads show them as verified.
+pub struct ProfileSigner {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub chain_pem: Vec<String>,
+}
+
+impl ProfileSigner {
+    pub fn sign(&self, content: &[u8]) -> Result<Vec<u8>, flotte_pki::PkiError> {
+        flotte_pki::sign_attached(content, &self.cert_pem, &self.key_pem, &self.chain_pem)
+    }
 }
 
 /// Create or load everything in the data directory. Safe to run on every start.
@@ -35,11 +52,15 @@ pub async fn prepare(
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     let ca = CertificateAuthority::load_or_create(dir, &settings.organisation, now)?;
     let (tls_chain_pem, tls_key_pem) = server_certificate(dir, &ca, &settings.tls_hosts(), now)?;
+    let signer = profile_signer(dir, &ca, now)?;
+    let sealing_key = sealing_key(dir)?;
     bootstrap_token(settings, store, now).await?;
     Ok(Prepared {
         ca: Arc::new(ca),
         tls_chain_pem,
         tls_key_pem,
+        signer: Arc::new(signer),
+        sealing_key,
     })
 }
 
@@ -79,6 +100,54 @@ fn server_certificate(
     fs::write(&cert_path, &chain)?;
     fs::write(&hosts_path, &wanted_hosts)?;
     Ok((chain, key))
+}
+
+/// The profile-signing certificate, renewed like the TLS certificate.
+fn profile_signer(
+    dir: &Path,
+    ca: &CertificateAuthority,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ProfileSigner> {
+    let cert_path = dir.join("profile-signing.pem");
+    let key_path = dir.join("profile-signing-key.pem");
+    let chain_pem = vec![ca.issuing_pem(), ca.root_pem()];
+    if let (Ok(cert_pem), Ok(key_pem)) = (
+        fs::read_to_string(&cert_path),
+        fs::read_to_string(&key_path),
+    ) {
+        let der = flotte_pki::pem_to_der(&cert_pem)?;
+        if let Ok(info) = ca.verify_issued(&der, now)
+            && info.not_after - now > Duration::days(TLS_RENEW_BEFORE_DAYS)
+        {
+            return Ok(ProfileSigner { cert_pem, key_pem, chain_pem });
+        }
+    }
+    let issued = ca.issue_signing_certificate("Flotte profile signing", now, 3 * 365)?;
+    let key_pem = issued
+        .key_pem
+        .ok_or_else(|| anyhow::anyhow!("the CA returned a signing certificate without its key"))?;
+    write_private(&key_path, key_pem.as_bytes())?;
+    fs::write(&cert_path, &issued.cert_pem)?;
+    Ok(ProfileSigner { cert_pem: issued.cert_pem, key_pem, chain_pem })
+}
+
+/// 32 random bytes in `<data dir>/secret.key`: every server and worker of one
+/// installation must share this file to read the sealed secrets.
+fn sealing_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = dir.join("secret.key");
+    match fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use rand::RngCore;
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            write_private(&path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The first technician token: the configured one, or a generated one written

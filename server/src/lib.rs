@@ -11,7 +11,7 @@ mod state;
 mod tls;
 mod windows;
 
-pub use bootstrap::{Prepared, prepare};
+pub use bootstrap::{Prepared, ProfileSigner, prepare};
 pub use error::ApiError;
 pub use state::AppState;
 

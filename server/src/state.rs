@@ -2,6 +2,7 @@ use crate::metrics::Metrics;
 use flotte_config::Settings;
 use flotte_core::Clock;
 use flotte_core::auth::{NoDirectory, StaffAuthenticator};
+use crate::bootstrap::ProfileSigner;
 use flotte_pki::CertificateAuthority;
 use flotte_storage::Store;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub ca: Arc<CertificateAuthority>,
+    pub signer: Arc<ProfileSigner>,
     /// Password checks for staff (web sign-in, Windows OnPremise enrolment).
     pub authenticator: Arc<dyn StaffAuthenticator>,
     pub(crate) metrics: Arc<Metrics>,
@@ -24,12 +26,14 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
         ca: Arc<CertificateAuthority>,
+        signer: Arc<ProfileSigner>,
     ) -> Self {
         Self {
             settings,
             store,
             clock,
             ca,
+            signer,
             authenticator: Arc::new(NoDirectory),
             metrics: Arc::new(Metrics::default()),
         }

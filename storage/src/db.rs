@@ -27,6 +27,7 @@ pub enum JobPool {
 pub struct Store {
     pub(crate) db: DatabaseConnection,
     pub(crate) backend: Backend,
+    pub(crate) sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
 impl Store {
@@ -50,6 +51,7 @@ impl Store {
             Ok(Self {
                 db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: Backend::Sqlite,
+                sealer: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = sqlx::postgres::PgPoolOptions::new()
@@ -61,6 +63,7 @@ impl Store {
             Ok(Self {
                 db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                 backend: Backend::Postgres,
+                sealer: None,
             })
         } else {
             Err(CoreError::Invalid(format!(
@@ -86,6 +89,18 @@ impl Store {
                 .map_err(CoreError::storage)?,
         }
         Ok(())
+    }
+
+    /// Seal secrets at rest with this key (from the data directory).
+    pub fn with_sealing_key(mut self, key: &[u8; 32]) -> Self {
+        self.sealer = Some(std::sync::Arc::new(crate::seal::Sealer::new(key)));
+        self
+    }
+
+    pub(crate) fn sealer(&self) -> Result<&crate::seal::Sealer, CoreError> {
+        self.sealer
+            .as_deref()
+            .ok_or_else(|| CoreError::Invalid("no sealing key configured for secrets at rest".into()))
     }
 
     pub fn backend(&self) -> Backend {

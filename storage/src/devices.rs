@@ -56,6 +56,8 @@ pub(crate) fn to_device(m: device::Model) -> Result<Device, CoreError> {
         capacity_gb: m.capacity_gb,
         available_gb: m.available_gb,
         battery_level: m.battery_level,
+        wifi_mac: m.wifi_mac,
+        supervised: m.supervised,
         school_id: m.school_id,
         enrolled_at: m.enrolled_at,
         last_seen_at: m.last_seen_at,
@@ -104,6 +106,8 @@ impl Store {
             last_seen_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            wifi_mac: Set(None),
+            supervised: Set(None),
         }
         .insert(&txn)
         .await

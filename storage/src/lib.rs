@@ -5,6 +5,7 @@
 //! Every query that returns school data takes a [`SchoolScope`](flotte_core::auth::SchoolScope)
 //! and applies it in SQL. Errors leave as [`CoreError`](flotte_core::CoreError).
 
+mod apple;
 mod audit;
 mod commands;
 mod db;
@@ -13,8 +14,13 @@ mod enrollments;
 pub mod entity;
 mod jobs;
 mod prune;
+mod seal;
 mod tokens;
 
+pub use apple::{
+    APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PushCertificate,
+    Report, School,
+};
 pub use commands::{CommandRecord, NewCommand};
 pub use db::{Backend, JobPool, Store};
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice};

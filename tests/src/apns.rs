@@ -63,7 +63,7 @@ impl ApnsStandIn {
             .expect("server cert");
         let topic = format!("com.apple.mgmt.External.{}", uuid::Uuid::new_v4());
         let mut push_cert_req = ClientCertificateRequest::new(format!("APSP:{topic}"), 365);
-        push_cert_req.uri_sans = vec![];
+        push_cert_req.user_id = Some(topic.clone());
         let push_cert = ca
             .issue_client_certificate(&push_cert_req, now)
             .expect("push cert");

@@ -107,16 +107,6 @@ fn classify(status: u16, reason: String) -> PushError {
     }
 }
 
-/// Used when no push certificate is configured: every push says so.
-pub struct NoPushCertificate;
-
-#[async_trait]
-impl PushNotifier for NoPushCertificate {
-    async fn push(&self, _target: &PushTarget) -> Result<(), PushError> {
-        Err(PushError::NotConfigured)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +137,67 @@ mod tests {
             classify(503, "ServiceUnavailable".into()),
             PushError::Transient("ServiceUnavailable".into())
         );
+    }
+}
+
+/// Pushes with whatever push certificate is active in the database, so an
+/// upload through the API takes effect in every worker without a restart.
+/// Also paces pushes to `rate_per_sec` per worker process.
+pub struct StoredCertificatePusher {
+    store: flotte_storage::Store,
+    settings: ApnsSettings,
+    current: tokio::sync::Mutex<Option<(String, std::sync::Arc<ApnsClient>)>>,
+    pace: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl StoredCertificatePusher {
+    pub fn new(store: flotte_storage::Store, settings: ApnsSettings) -> Self {
+        Self {
+            store,
+            settings,
+            current: tokio::sync::Mutex::new(None),
+            pace: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn client(&self) -> Result<std::sync::Arc<ApnsClient>, PushError> {
+        let cert = self
+            .store
+            .active_push_certificate()
+            .await
+            .map_err(|e| PushError::Transient(format!("reading the push certificate: {e}")))?
+            .ok_or(PushError::NotConfigured)?;
+        let mut current = self.current.lock().await;
+        if let Some((sha, client)) = current.as_ref()
+            && *sha == cert.sha256
+        {
+            return Ok(client.clone());
+        }
+        let pem = format!("{}{}", cert.cert_pem, cert.key_pem);
+        let client = std::sync::Arc::new(ApnsClient::new(&self.settings, pem.as_bytes())?);
+        *current = Some((cert.sha256, client.clone()));
+        Ok(client)
+    }
+
+    /// Wait for this push's slot: one every 1/rate seconds.
+    async fn wait_turn(&self) {
+        let gap = Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_per_sec.max(1)));
+        let slot = {
+            let mut next = self.pace.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + gap;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[async_trait]
+impl PushNotifier for StoredCertificatePusher {
+    async fn push(&self, target: &PushTarget) -> Result<(), PushError> {
+        let client = self.client().await?;
+        self.wait_turn().await;
+        client.push(target).await
     }
 }

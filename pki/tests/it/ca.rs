@@ -292,6 +292,7 @@ fn client_certificate_carries_subject_and_sans_and_client_auth() {
         email: Some("s42@school.example".into()),
         uri_sans: vec!["urn:uuid:3f1d2c4e-8a5b-4c6d-9e7f-0a1b2c3d4e5f".into()],
         upn: Some("s42@school.example".into()),
+        user_id: None,
         validity_days: 365,
     };
     let issued = ca.issue_client_certificate(&req, now()).unwrap();
@@ -431,4 +432,19 @@ fn crl_lists_revoked_serials_and_openssl_honours_it() {
             assert!(out.text.contains("revoked"), "{}", out.text);
         }
     }
+}
+
+#[test]
+fn a_push_certificate_topic_is_read_from_the_subject_uid() {
+    let ca = shared_ca();
+    let topic = "com.apple.mgmt.External.0d8a4b6e-3c1f-4e2a-9b7d-5f6a8c9e1d2b";
+    let mut req = ClientCertificateRequest::new(format!("APSP:{topic}"), 365);
+    req.user_id = Some(topic.into());
+    let issued = ca.issue_client_certificate(&req, now()).unwrap();
+    assert_eq!(flotte_pki::push_topic(&issued.cert_der).unwrap().as_deref(), Some(topic));
+
+    let plain = ca
+        .issue_client_certificate(&ClientCertificateRequest::new("no uid", 30), now())
+        .unwrap();
+    assert_eq!(flotte_pki::push_topic(&plain.cert_der).unwrap(), None);
 }

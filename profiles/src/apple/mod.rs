@@ -25,6 +25,7 @@ pub use payload::{
     WifiEncryption, WifiSecurity,
 };
 pub use profile::{PayloadEntry, PayloadScope, Profile, ProfileNamespace};
+pub(crate) use profile::{format_uuid, xml_plist_bytes};
 
 /// Why a profile could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

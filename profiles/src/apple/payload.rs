@@ -633,7 +633,11 @@ macro_rules! restrictions {
         /// Every field is optional; only the fields that are set are rendered, so the device
         /// keeps its defaults for the rest. Many of these keys only work on supervised devices
         /// (all iPads enrolled through Apple School Manager are).
+        ///
+        /// Unknown field names are refused when reading JSON: a misspelt restriction would
+        /// otherwise vanish silently and leave the device unrestricted.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct Restrictions {
             $(
                 $(#[doc = $doc])*

@@ -169,8 +169,14 @@ fn escape_uri_segment(segment: &str) -> String {
 // Certificates
 
 fn root_ca_uri(thumbprint: &Thumbprint) -> String {
+    format!("{}/EncodedCertificate", root_ca_certificate_uri(thumbprint))
+}
+
+/// The node of a trusted root CA (RootCATrustedCertificates CSP); it exists while the
+/// certificate is installed.
+pub fn root_ca_certificate_uri(thumbprint: &Thumbprint) -> String {
     format!(
-        "./Device/Vendor/MSFT/RootCATrustedCertificates/Root/{}/EncodedCertificate",
+        "./Device/Vendor/MSFT/RootCATrustedCertificates/Root/{}",
         thumbprint.as_str()
     )
 }
@@ -199,11 +205,10 @@ pub fn root_ca_certificate_delete(
     cmd_id: CmdId,
     thumbprint: &Thumbprint,
 ) -> Result<SyncMlCommand, CspError> {
-    let node = format!(
-        "./Device/Vendor/MSFT/RootCATrustedCertificates/Root/{}",
-        thumbprint.as_str()
-    );
-    SyncMlCommand::new(cmd_id, CommandBody::Delete(vec![Item::target(node)]))
+    SyncMlCommand::new(
+        cmd_id,
+        CommandBody::Delete(vec![Item::target(root_ca_certificate_uri(thumbprint))]),
+    )
 }
 
 /// `KeyLocation` of a PFX installation.
@@ -250,6 +255,12 @@ pub struct PfxCertificate {
     /// `ContainerName` for the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
+}
+
+/// The node of a PFX installation (ClientCertificateInstall CSP); it exists while the
+/// certificate is installed.
+pub fn pfx_certificate_uri(scope: Scope, unique_id: &str) -> String {
+    pfx_base(scope, unique_id)
 }
 
 fn pfx_base(scope: Scope, unique_id: &str) -> String {
@@ -347,8 +358,10 @@ macro_rules! windows_restrictions {
     ($($(#[doc = $doc:literal])* $field:ident => $policy:literal,)*) => {
         /// A curated set of Policy CSP settings, each `true` = 1 / `false` = 0.
         ///
-        /// Only fields that are set are sent; the rest keep the device's defaults.
+        /// Only fields that are set are sent; the rest keep the device's defaults. Unknown
+        /// field names are refused when reading JSON, so a misspelt policy is not lost.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct WindowsRestrictions {
             $(
                 $(#[doc = $doc])*

@@ -21,9 +21,9 @@ mod wlan;
 pub use csp::{
     ComputerNameNode, InventoryNode, KeyLocation, PfxCertificate, Scope, Thumbprint,
     WindowsRestrictions, computer_name, delete_nodes, get_nodes, lock_screen_message,
-    pfx_certificate_delete, pfx_certificate_install, reboot_now, remote_lock, remote_wipe,
-    restrictions, root_ca_certificate, root_ca_certificate_delete, wifi_profile,
-    wifi_profile_delete, wifi_profile_uri,
+    pfx_certificate_delete, pfx_certificate_install, pfx_certificate_uri, reboot_now, remote_lock,
+    remote_wipe, restrictions, root_ca_certificate, root_ca_certificate_delete,
+    root_ca_certificate_uri, wifi_profile, wifi_profile_delete, wifi_profile_uri,
 };
 pub use syncml::{
     CmdId, CmdIdSource, CommandBody, Format, Item, SequentialCmdIds, SyncMlCommand, render_commands,

@@ -264,6 +264,26 @@ impl SyncMlCommand {
         }
     }
 
+    /// The same command with new `CmdID`s, handed out in document order (an `Atomic`'s id
+    /// before those of its commands), as the builders do. Renderings are stored with
+    /// placeholder ids; the server renumbers them with its queue ids when it sends them.
+    #[must_use]
+    pub fn renumbered(&self, ids: &mut impl CmdIdSource) -> Self {
+        let cmd_id = ids.next_cmd_id();
+        let body = match &self.body {
+            CommandBody::Atomic(commands) => CommandBody::Atomic(
+                commands
+                    .iter()
+                    .map(|command| command.renumbered(&mut *ids))
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        // Only the ids change, and every `CmdId` is valid by construction, so the checks of
+        // `new` still hold.
+        Self { cmd_id, body }
+    }
+
     /// The element name (`Add`, `Replace`, …).
     pub fn element_name(&self) -> &'static str {
         match self.body {

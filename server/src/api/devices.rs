@@ -10,7 +10,7 @@ use axum_extra_json::ApiJson;
 use chrono::{DateTime, Utc};
 use flotte_core::command::Command;
 use flotte_core::device::{Device, EnrollmentState, Platform};
-use flotte_storage::{DeviceFilter, NewCommand, NewDevice};
+use flotte_storage::{DeviceFilter, NewDevice};
 use serde::Deserialize;
 
 pub(crate) mod axum_extra_json {
@@ -158,19 +158,17 @@ pub(crate) async fn queue_command(
     ApiJson(body): ApiJson<QueueCommand>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     if body.request_type.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "request_type must not be empty".into(),
-        ));
+        return Err(ApiError::BadRequest("request_type must not be empty".into()));
     }
+    let scope = caller.principal.scope();
+    let device = state.store.find_device(&id, &scope).await?;
+    let new = super::commands::prepare(device.platform, body.request_type.trim(), body.parameters)?;
     let command = state
         .store
         .queue_command(
-            &id,
-            NewCommand {
-                request_type: body.request_type,
-                payload: body.parameters,
-            },
-            &caller.principal.scope(),
+            &device.id,
+            new,
+            &scope,
             &caller.audit("command.queue"),
             state.settings.apns.coalesce_secs as i64,
             state.clock.now(),

@@ -1,10 +1,14 @@
 //! Route table: the admin API under `/api/v1`, the operational endpoints, and
 //! (in later modules) the device protocols.
 
+mod apple;
 mod auth;
+mod commands;
 mod devices;
+mod schools;
 mod system;
 
+pub use apple::{PushCertificateInfo, import_push_certificate};
 pub use auth::Caller;
 
 use crate::state::AppState;
@@ -41,6 +45,10 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(devices::list_commands, devices::queue_command))
         .routes(routes!(devices::cancel_command))
         .routes(routes!(system::audit_log))
+        .routes(routes!(schools::list_schools, schools::create_school))
+        .routes(routes!(apple::enrollment_profile))
+        .routes(routes!(apple::create_link))
+        .routes(routes!(apple::get_push_certificate, apple::put_push_certificate))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()

@@ -2,7 +2,11 @@
 
 pub mod api_token;
 pub mod audit_log;
+pub mod certificate;
 pub mod command;
 pub mod device;
 pub mod enrollment;
+pub mod enrollment_link;
+pub mod installed_profile;
+pub mod push_certificate;
 pub mod school;
