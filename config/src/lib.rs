@@ -45,6 +45,11 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub apns: ApnsSettings,
     pub apple: AppleSettings,
+    /// The UCS@school directory over LDAP; without `url`, Flotte keeps a local
+    /// directory filled by CSV imports and local staff accounts.
+    pub ldap: LdapConfig,
+    pub directory: DirectorySettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +127,85 @@ pub struct ApnsSettings {
     pub coalesce_secs: u64,
 }
 
+/// How to reach the directory. `FLOTTE_LDAP_URL`, `FLOTTE_LDAP_BIND_DN`, … set these keys.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`. Unset: no LDAP (local directory).
+    pub url: Option<String>,
+    /// The read-only service account.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// The LDAP base, e.g. `dc=schulen,dc=stadt,dc=de`.
+    pub base_dn: Option<String>,
+    /// DN of the group whose members are technicians (all schools).
+    pub technician_group: Option<String>,
+    /// PEM file of the CA that issued the directory's certificate.
+    pub ca_path: Option<PathBuf>,
+    /// Upgrade `ldap://` with StartTLS before binding.
+    pub starttls: bool,
+    /// Entries per page of a paged search (0: the adapter's default).
+    pub page_size: u32,
+    /// Time-out for connecting and for every LDAP response, in seconds (0: default).
+    pub timeout_secs: u64,
+}
+
+// The bind password must never reach a log line.
+impl std::fmt::Debug for LdapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConfig")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &self.bind_password.as_ref().map(|_| "<redacted>"))
+            .field("base_dn", &self.base_dn)
+            .field("technician_group", &self.technician_group)
+            .field("ca_path", &self.ca_path)
+            .field("starttls", &self.starttls)
+            .field("page_size", &self.page_size)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl LdapConfig {
+    /// Whether an LDAP directory is configured (otherwise the local directory is used).
+    pub fn is_configured(&self) -> bool {
+        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+}
+
+/// When and how carefully the directory is synchronised.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// Seconds between scheduled syncs (0: no schedule, only on demand).
+    pub sync_every_secs: u64,
+    /// Every n-th scheduled sync reads everything; the others read changes only.
+    /// Deletions are only certain in a full read when the server has no content sync.
+    pub full_sync_every: u32,
+    /// Refuse a sync that would mark more than this share (0.0–1.0) of the
+    /// active people as departed.
+    pub max_missing_share: f64,
+    /// School codes that may come back empty without stopping the sync (a school closing).
+    pub allow_emptied_schools: Vec<String>,
+}
+
+/// Staff sign-in: sessions, tokens and the throttle on failed attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// How long a browser session lasts, in hours.
+    pub session_hours: u32,
+    /// How long a token from `POST /api/v1/auth/login` lasts, in hours.
+    pub token_hours: u32,
+    /// Failed sign-ins for one user name within the window before it is refused.
+    pub max_failures_per_user: u32,
+    /// Failed sign-ins from one address within the window before it is refused.
+    pub max_failures_per_address: u32,
+    /// The throttle window, in seconds.
+    pub failure_window_secs: u64,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -165,6 +249,20 @@ impl Default for Settings {
                 cert_header: None,
                 trusted_proxies: Vec::new(),
             },
+            ldap: LdapConfig::default(),
+            directory: DirectorySettings {
+                sync_every_secs: 4 * 3600,
+                full_sync_every: 6,
+                max_missing_share: 0.10,
+                allow_emptied_schools: Vec::new(),
+            },
+            auth: AuthSettings {
+                session_hours: 10,
+                token_hours: 12,
+                max_failures_per_user: 5,
+                max_failures_per_address: 50,
+                failure_window_secs: 900,
+            },
         }
     }
 }
@@ -188,10 +286,11 @@ impl Settings {
                 .ignore(&["config"])
                 .map(|key| {
                     // `FLOTTE_LDAP_URL` is the documented spelling for `[ldap] url`.
-                    let key = key.as_str();
+                    // The key keeps the variable's case, hence the lowercasing.
+                    let key = key.as_str().to_ascii_lowercase();
                     match key.strip_prefix("ldap_") {
                         Some(rest) => format!("ldap.{rest}").into(),
-                        None => key.to_owned().into(),
+                        None => key.into(),
                     }
                 }),
         );
@@ -212,6 +311,30 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "http.body_limit_bytes below 16 KiB would refuse ordinary device messages".into(),
             ));
+        }
+        if !(0.0..=1.0).contains(&self.directory.max_missing_share) {
+            return Err(ConfigError::Invalid(format!(
+                "directory.max_missing_share must be between 0.0 and 1.0, got {}",
+                self.directory.max_missing_share
+            )));
+        }
+        if self.ldap.is_configured() {
+            let missing: Vec<&str> = [
+                ("bind_dn", &self.ldap.bind_dn),
+                ("bind_password", &self.ldap.bind_password),
+                ("base_dn", &self.ldap.base_dn),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.as_deref().is_none_or(|v| v.trim().is_empty()))
+            .map(|(k, _)| k)
+            .collect();
+            if !missing.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "ldap.url is set, so ldap.{} must be set too (FLOTTE_LDAP_{})",
+                    missing.join(", ldap."),
+                    missing[0].to_uppercase()
+                )));
+            }
         }
         Ok(())
     }
@@ -303,6 +426,40 @@ mod tests {
             assert!(err.to_string().contains("listn"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn ldap_variables_fill_the_ldap_section_and_need_each_other() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOTTE_LDAP_URL", "ldaps://ucs.schule.example:7636");
+            jail.set_env("FLOTTE_LDAP_BIND_DN", "uid=mdm,cn=users,dc=s,dc=de");
+            jail.set_env("FLOTTE_LDAP_BASE_DN", "dc=s,dc=de");
+            jail.set_env("FLOTTE_LDAP_TECHNICIAN_GROUP", "cn=mdm,cn=groups,dc=s,dc=de");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("ldap.bind_password"), "{err}");
+            jail.set_env("FLOTTE_LDAP_BIND_PASSWORD", "secret");
+            jail.set_env("FLOTTE_DIRECTORY__MAX_MISSING_SHARE", "0.2");
+            let s = Settings::load(None).expect("loads");
+            assert!(s.ldap.is_configured());
+            assert_eq!(s.ldap.technician_group.as_deref(), Some("cn=mdm,cn=groups,dc=s,dc=de"));
+            assert_eq!(s.directory.max_missing_share, 0.2);
+            assert!(!format!("{:?}", s.ldap).contains("secret"), "password redacted");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("flotte.example.toml");
+        let s = Settings::load(Some(&path)).expect("the documented example is valid");
+        assert_eq!(s.directory.sync_every_secs, 4 * 3600);
+    }
+
+    #[test]
+    fn without_ldap_the_local_directory_is_the_default() {
+        let s = Settings::default();
+        assert!(!s.ldap.is_configured());
+        assert_eq!(s.directory.max_missing_share, 0.10);
     }
 
     #[test]

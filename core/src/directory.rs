@@ -678,6 +678,43 @@ impl KnownDirectory {
     }
 }
 
+/// Why a directory read failed. Nothing from a failed read may be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReadFailure {
+    /// What went wrong, for the run report (never contains a password).
+    pub message: String,
+    /// The change cookie cannot be used any more: read everything instead.
+    pub cookie_unusable: bool,
+}
+
+impl ReadFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        ReadFailure {
+            message: message.into(),
+            cookie_unusable: false,
+        }
+    }
+}
+
+/// An incremental read and the cookie to store once it has been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRead {
+    pub changes: DirectoryChanges,
+    /// Opaque to Flotte; handed back on the next incremental read.
+    pub cookie: String,
+}
+
+/// Where a sync reads the directory from (the LDAP adapter implements it).
+/// The worker sees only this port, so it never talks LDAP itself.
+#[async_trait::async_trait]
+pub trait DirectorySource: Send + Sync {
+    /// Reads every school, person and group.
+    async fn read_full(&self) -> Result<DirectorySnapshot, ReadFailure>;
+    /// Reads what changed since `cookie`; without one, everything.
+    async fn read_changes(&self, cookie: Option<&str>) -> Result<ChangeRead, ReadFailure>;
+}
+
 /// Compares what Flotte knows with a directory snapshot and lists what to
 /// change, or refuses.
 ///

@@ -45,3 +45,21 @@ pub struct PruneTables {
 impl Job for PruneTables {
     const QUEUE: &'static str = "flotte.prune_tables";
 }
+
+/// Synchronise the directory from LDAP: read (everything, or the changes since
+/// the stored cookie), plan, apply. The run row `run_id` was written together
+/// with the job and receives the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDirectory {
+    pub run_id: String,
+    /// Read everything instead of the changes since the last run.
+    pub full: bool,
+}
+
+impl Job for SyncDirectory {
+    const QUEUE: &'static str = "flotte.sync_directory";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.run_id.clone())
+    }
+}

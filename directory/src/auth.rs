@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::conn::{Query, check_password, connect_service, search};
 use crate::error::DirectoryError;
+use crate::guarded;
 use crate::mapping::{days_since_epoch, disabled_reason, dn_key, entry_uuid, parse_dn};
 use crate::settings::LdapSettings;
 
@@ -37,6 +38,16 @@ pub async fn authenticate(
     if password.is_empty() || username.trim().is_empty() {
         return Err(DirectoryError::InvalidCredentials);
     }
+    let (settings, username, password) =
+        (settings.clone(), username.to_owned(), password.to_owned());
+    guarded(async move { check_login(&settings, &username, &password).await }).await
+}
+
+async fn check_login(
+    settings: &LdapSettings,
+    username: &str,
+    password: &str,
+) -> Result<AuthenticatedPerson, DirectoryError> {
     let mut ldap = connect_service(settings).await?;
     let filter = format!(
         "(&(objectClass=person)(uid={})(!(objectClass=ucsschoolExam)))",

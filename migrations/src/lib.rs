@@ -7,6 +7,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_foundation;
 mod m20261127_000002_apple;
 mod m20261127_000003_windows;
+mod m20261127_000004_directory;
+mod m20261127_000005_loans;
+mod m20261127_000006_profiles;
 
 pub struct Migrator;
 
@@ -17,6 +20,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_foundation::Migration),
             Box::new(m20261127_000002_apple::Migration),
             Box::new(m20261127_000003_windows::Migration),
+            Box::new(m20261127_000004_directory::Migration),
+            Box::new(m20261127_000005_loans::Migration),
+            Box::new(m20261127_000006_profiles::Migration),
         ]
     }
 }

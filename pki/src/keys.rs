@@ -96,6 +96,16 @@ pub(crate) fn random_serial() -> Result<Vec<u8>, PkiError> {
 /// The Windows simulator needs what a real PC sends: a PKCS#10 signed with a fresh RSA-2048 key.
 pub fn generate_csr(common_name: &str) -> Result<(Vec<u8>, String), PkiError> {
     let key = new_rsa_key()?;
+    Ok((csr_for(&key, common_name)?, key.pem))
+}
+
+/// A PKCS#10 for an existing key. Benchmarks mint thousands of device
+/// identities; generating an RSA key for each would dominate the run.
+pub fn csr_with_key(common_name: &str, key_pem: &str) -> Result<Vec<u8>, PkiError> {
+    csr_for(&key_from_pem(key_pem)?, common_name)
+}
+
+fn csr_for(key: &Key, common_name: &str) -> Result<Vec<u8>, PkiError> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, common_name)
         .map_err(|e| PkiError::InvalidRequest(format!("common name: {e}")))?;
@@ -105,7 +115,7 @@ pub fn generate_csr(common_name: &str) -> Result<(Vec<u8>, String), PkiError> {
     req.set_subject_name(&name)?;
     req.set_pubkey(&key.openssl)?;
     req.sign(&key.openssl, MessageDigest::sha256())?;
-    Ok((req.build().to_der()?, key.pem))
+    Ok(req.build().to_der()?)
 }
 
 #[cfg(test)]

@@ -25,5 +25,5 @@ pub use error::PkiError;
 pub use info::{
     CertificateInfo, certificate_info, der_to_pem, pem_to_der, push_topic, sha256_fingerprint,
 };
-pub use keys::generate_csr;
+pub use keys::{csr_with_key, generate_csr};
 pub use pkcs12::{parse_pkcs12, pkcs12};

@@ -273,6 +273,7 @@ fn all_golden_outputs() -> Vec<(String, Vec<u8>)> {
         xml.push('\n');
         outputs.push((format!("windows/{name}.xml"), xml.into_bytes()));
     }
+    outputs.extend(common::template_golden_outputs());
     outputs
 }
 
@@ -486,6 +487,40 @@ fn every_rendered_apple_key_is_one_apple_publishes() {
         .collect(),
         "every payload type is covered by a case"
     );
+}
+
+#[test]
+fn a_rendered_template_uses_only_keys_apple_publishes() {
+    let rendered = common::schulnetz_template()
+        .render(&common::template_context(
+            flotte_core::device::Platform::Apple,
+        ))
+        .unwrap();
+    let top: plist::Dictionary = plist::from_bytes(rendered.apple_mobileconfig().unwrap()).unwrap();
+    let mut problems = Vec::new();
+    check_keys(
+        "template",
+        "Configuration",
+        &top,
+        &["Configuration"],
+        &mut problems,
+    );
+    let Some(Value::Array(content)) = top.get("PayloadContent") else {
+        panic!("template: no PayloadContent array");
+    };
+    assert!(!content.is_empty());
+    for payload in content {
+        let payload = payload.as_dictionary().unwrap();
+        let payload_type = payload.get("PayloadType").unwrap().as_string().unwrap();
+        check_keys(
+            &format!("template/{payload_type}"),
+            payload_type,
+            payload,
+            &["CommonPayloadKeys", payload_type],
+            &mut problems,
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

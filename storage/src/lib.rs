@@ -16,6 +16,7 @@ mod jobs;
 mod prune;
 mod seal;
 mod tokens;
+mod windows;
 
 pub use apple::{
     APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PushCertificate,
@@ -27,3 +28,9 @@ pub use devices::{DeviceFilter, DeviceRecord, NewDevice};
 pub use enrollments::TokenUpdate;
 pub use prune::PruneReport;
 pub use tokens::{TokenRecord, hash_token};
+pub use windows::{
+    EnrolledWindowsDevice, NewWindowsEnrollmentSecret, NonceRotation, WindowsCommandOutcome,
+    WindowsCredentials, WindowsDeviceRecord, WindowsEnrolledBy, WindowsEnrollment,
+    WindowsEnrollmentSecret, WindowsInventory, WindowsMessageOutcome, WindowsOutgoing,
+    WindowsReport, WindowsSessionStep,
+};

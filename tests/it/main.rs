@@ -1,4 +1,5 @@
 //! The one integration-test binary: every black-box test of Flotte.
 
+mod apple;
 mod directory_ldap;
 mod foundation;

@@ -37,13 +37,16 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh data directory and a fresh database.
     pub async fn new() -> Self {
+        Self::on(std::env::var("TEST_POSTGRES_URL").ok().as_deref()).await
+    }
+
+    /// A fresh environment on PostgreSQL (a new database on the server behind
+    /// `postgres_admin_url`) or, when `None`, on SQLite.
+    pub async fn on(postgres_admin_url: Option<&str>) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let database_url = match std::env::var("TEST_POSTGRES_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => fresh_postgres_database(&admin_url).await,
-            _ => format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("flotte.db").display()
-            ),
+        let database_url = match postgres_admin_url {
+            Some(admin_url) if !admin_url.is_empty() => fresh_postgres_database(admin_url).await,
+            _ => format!("sqlite://{}?mode=rwc", dir.path().join("flotte.db").display()),
         };
         Self { dir, database_url }
     }
@@ -56,7 +59,13 @@ impl TestEnv {
     pub fn settings(&self) -> Settings {
         let mut s = Settings::default();
         s.data_dir = self.data_dir();
-        s.listen = "127.0.0.1:0".parse().expect("literal");
+        // A known port rather than 0, so the public URL in enrolment profiles is right.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        s.listen = format!("127.0.0.1:{port}").parse().expect("address");
+        s.public_url = Some(format!("https://localhost:{port}"));
         s.database_url = Some(self.database_url.clone());
         s.worker.heartbeat_secs = 1;
         s.worker.orphan_after_secs = 3;
@@ -275,4 +284,60 @@ pub fn https_client(ca_pem: &[u8]) -> reqwest::Client {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+impl TestApp {
+    /// Create a school through the API; returns its id.
+    pub async fn create_school(&self, code: &str, name: &str) -> String {
+        let (status, body) = self
+            .post_json("/api/v1/schools", &serde_json::json!({ "code": code, "name": name }))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Download a signed enrolment profile for a school, as a technician.
+    pub async fn enrollment_profile(&self, school: &str) -> Vec<u8> {
+        let response = self
+            .api(reqwest::Method::GET, &format!("/api/v1/apple/enrollment-profile?school={school}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/x-apple-aspen-config");
+        response.bytes().await.expect("body").to_vec()
+    }
+
+    /// A simulated iPad holding a fresh identity for `school`, not yet enrolled.
+    pub async fn new_ipad(&self, school: &str, n: u64) -> crate::apple_device::SimIpad {
+        let profile = self.enrollment_profile(school).await;
+        let enrollment = crate::apple_device::EnrollmentPayload::from_signed_profile(&profile)
+            .expect("the profile installs");
+        crate::apple_device::SimIpad::new(enrollment, self.client.clone(), n)
+    }
+
+    /// A simulated iPad that has sent Authenticate and TokenUpdate.
+    pub async fn enrolled_ipad(&self, school: &str, n: u64) -> crate::apple_device::SimIpad {
+        let ipad = self.new_ipad(school, n).await;
+        ipad.enrol().await.expect("enrolment");
+        ipad
+    }
+
+    /// Queue a command through the API; returns its UUID.
+    pub async fn queue(&self, device: &str, request_type: &str, parameters: serde_json::Value) -> String {
+        let (status, body) = self
+            .post_json(
+                &format!("/api/v1/devices/{device}/commands"),
+                &serde_json::json!({ "request_type": request_type, "parameters": parameters }),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+        body["command_uuid"].as_str().expect("uuid").to_owned()
+    }
+
+    /// The CA of this app's data directory (to mint certificates in tests).
+    pub fn ca(&self) -> flotte_pki::CertificateAuthority {
+        flotte_pki::CertificateAuthority::load_or_create(&self.data_dir, "Flotte", chrono::Utc::now())
+            .expect("the app's CA")
+    }
 }

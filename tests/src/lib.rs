@@ -2,6 +2,9 @@
 //! stand-ins for services no test machine can reach.
 
 pub mod apns;
+pub mod apple_device;
+pub mod bench_apple;
+pub mod benchmarks;
 pub mod app;
 pub mod slapd;
 pub mod worker;

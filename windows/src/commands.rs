@@ -23,17 +23,32 @@ pub const PREFIX: &str = "Windows:";
 
 /// The request types a Windows device accepts, with what each does.
 pub const REQUEST_TYPES: &[(&str, &str)] = &[
-    ("Windows:Inventory", "read the inventory nodes (optional `nodes`: CSP URIs)"),
+    (
+        "Windows:Inventory",
+        "read the inventory nodes (optional `nodes`: CSP URIs)",
+    ),
     ("Windows:Get", "read CSP nodes: `uris`"),
-    ("Windows:Add", "add CSP nodes: `items` [{uri, format, data, type}]"),
+    (
+        "Windows:Add",
+        "add CSP nodes: `items` [{uri, format, data, type}]",
+    ),
     ("Windows:Replace", "set CSP nodes: `items`"),
     ("Windows:Exec", "run CSP actions: `items`"),
     ("Windows:Delete", "delete CSP nodes: `uris`"),
     ("Windows:Reboot", "restart now"),
-    ("Windows:Lock", "lock the screen (RemoteLock; desktops may answer 405)"),
+    (
+        "Windows:Lock",
+        "lock the screen (RemoteLock; desktops may answer 405)",
+    ),
     ("Windows:Wipe", "reset to factory state, user data gone"),
-    ("Windows:WiFi", "install a Wi-Fi profile: `profile` (WlanProfile), optional `scope`"),
-    ("Windows:RootCertificate", "trust a root CA: `certificate` (base64 DER or PEM)"),
+    (
+        "Windows:WiFi",
+        "install a Wi-Fi profile: `profile` (WlanProfile), optional `scope`",
+    ),
+    (
+        "Windows:RootCertificate",
+        "trust a root CA: `certificate` (base64 DER or PEM)",
+    ),
     (
         "Windows:ClientCertificate",
         "install a PKCS#12 client certificate: `certificate` (PfxCertificate), optional `scope`",
@@ -43,7 +58,8 @@ pub const REQUEST_TYPES: &[(&str, &str)] = &[
 /// The nodes of an inventory query when none are named: the profiles crate's routine set
 /// plus the system drive's size and free space through the WMI bridge (`./cimV2`), the only
 /// source of free storage on desktops.
-pub const FREE_SPACE_URI: &str = "./cimV2/Win32_LogicalDisk/Win32_LogicalDisk.DeviceID=\"C:\"/FreeSpace";
+pub const FREE_SPACE_URI: &str =
+    "./cimV2/Win32_LogicalDisk/Win32_LogicalDisk.DeviceID=\"C:\"/FreeSpace";
 /// The system drive's size, see [`FREE_SPACE_URI`].
 pub const DISK_SIZE_URI: &str = "./cimV2/Win32_LogicalDisk/Win32_LogicalDisk.DeviceID=\"C:\"/Size";
 

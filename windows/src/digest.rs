@@ -67,7 +67,12 @@ mod tests {
             md5_credential("dummy", "dummy", &nonce),
             "EVEkoFZcVgPM+ESnu9IC0g=="
         );
-        assert!(verify_md5("EVEkoFZcVgPM+ESnu9IC0g==", "dummy", "dummy", &nonce));
+        assert!(verify_md5(
+            "EVEkoFZcVgPM+ESnu9IC0g==",
+            "dummy",
+            "dummy",
+            &nonce
+        ));
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Inventory {
 
     /// Takes one reported node into account; unknown nodes are ignored.
     pub fn absorb(&mut self, uri: &str, data: &str) {
-        let uri = uri.strip_prefix("./Device/").map_or(uri.to_owned(), |rest| format!("./{rest}"));
+        let uri = uri
+            .strip_prefix("./Device/")
+            .map_or(uri.to_owned(), |rest| format!("./{rest}"));
         match uri.as_str() {
             "./DevInfo/Mod" => self.model = non_empty(data),
             "./DevInfo/Man" => self.manufacturer = non_empty(data),
@@ -130,7 +132,10 @@ mod tests {
             ("./DevDetail/SwV", "10.0.22631.4602"),
             ("./DevDetail/Ext/Microsoft/SMBIOSSerialNumber", "7XK2PN3"),
             ("./DevDetail/Ext/Microsoft/DNSComputerName", "GYM-LAP-042"),
-            ("./Vendor/MSFT/DeviceStatus/Battery/EstimatedChargeRemaining", "87"),
+            (
+                "./Vendor/MSFT/DeviceStatus/Battery/EstimatedChargeRemaining",
+                "87",
+            ),
             (FREE_SPACE_URI, "123456789012"),
             (DISK_SIZE_URI, "255000000000"),
             ("./DevDetail/FwV", "1.2"),

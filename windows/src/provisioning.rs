@@ -118,7 +118,12 @@ fn uri_escape(value: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')') {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -300,7 +305,11 @@ pub fn parse(document: &str) -> Result<ProvisionedAccount, ProvisioningError> {
                         let der = STANDARD
                             .decode(b64.as_bytes())
                             .map_err(|_| invalid("EncodedCertificate is not base64"))?;
-                        certificates.push((format!("{store}/{location}"), thumbprint.to_owned(), der));
+                        certificates.push((
+                            format!("{store}/{location}"),
+                            thumbprint.to_owned(),
+                            der,
+                        ));
                     }
                 }
             }
@@ -345,7 +354,10 @@ pub fn parse(document: &str) -> Result<ProvisionedAccount, ProvisioningError> {
                 "IntervalForRemainingScheduledRetries",
                 defaults.remaining_interval,
             ),
-            remaining_count: number("NumberOfRemainingScheduledRetries", defaults.remaining_count),
+            remaining_count: number(
+                "NumberOfRemainingScheduledRetries",
+                defaults.remaining_count,
+            ),
             poll_on_login: poll_el
                 .and_then(|p| parm_of(p, "PollOnLogin"))
                 .is_none_or(|v| v == "true"),
@@ -387,14 +399,21 @@ mod tests {
     fn the_document_reads_back_as_a_device_would_see_it() {
         let doc = doc();
         let xml = doc.to_xml();
-        assert!(xml.contains("Subject=CN%3DB5B9%2054&amp;Stores=My%5CSystem"), "{xml}");
+        assert!(
+            xml.contains("Subject=CN%3DB5B9%2054&amp;Stores=My%5CSystem"),
+            "{xml}"
+        );
         let account = parse(&xml).unwrap();
         assert_eq!(account.management_url, doc.management_url);
         assert_eq!(account.provider_id, "Flotte");
         assert_eq!(account.client_auth, doc.client_auth);
         assert_eq!(account.entdmid.as_deref(), Some("dev-1"));
         assert_eq!(account.poll, doc.poll);
-        let stores: Vec<&str> = account.certificates.iter().map(|(s, _, _)| s.as_str()).collect();
+        let stores: Vec<&str> = account
+            .certificates
+            .iter()
+            .map(|(s, _, _)| s.as_str())
+            .collect();
         assert_eq!(stores, ["Root/System", "CA/System", "My/System"]);
         let (_, thumb, der) = &account.certificates[2];
         assert_eq!(der, b"client");

@@ -41,16 +41,14 @@ const NS_XSD: &str = "http://www.w3.org/2001/XMLSchema";
 pub const TOKEN_TYPE_ENROLLMENT: &str =
     "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken";
 /// `ValueType` of the response's provisioning document.
-pub const VALUE_TYPE_PROVISION_DOC: &str =
-    "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc";
+pub const VALUE_TYPE_PROVISION_DOC: &str = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc";
 /// `ValueType` of a PKCS#10 in the request.
-pub const VALUE_TYPE_PKCS10: &str = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10";
+pub const VALUE_TYPE_PKCS10: &str =
+    "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10";
 /// `EncodingType` of binary tokens.
-pub const ENCODING_BASE64: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd#base64binary";
+pub const ENCODING_BASE64: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd#base64binary";
 /// `Type` of a clear-text password in a `UsernameToken`.
-pub const PASSWORD_TEXT: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
+pub const PASSWORD_TEXT: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
 const REQUEST_ISSUE: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue";
 const REQUEST_RENEW: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Renew";
 /// The SHA-256 OID that the policy names, so that Windows signs its CSR with SHA-256 (without
@@ -79,7 +77,9 @@ impl Service {
             Self::Policy => {
                 "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy/IPolicy/GetPolicies"
             }
-            Self::Enrollment => "http://schemas.microsoft.com/windows/pki/2009/01/enrollment/RST/wstep",
+            Self::Enrollment => {
+                "http://schemas.microsoft.com/windows/pki/2009/01/enrollment/RST/wstep"
+            }
         }
     }
 
@@ -287,7 +287,10 @@ fn parse_envelope(input: &[u8], service: Service) -> Result<Envelope, SoapError>
             root.name
         )));
     }
-    let header = root.child(NS_SOAP, "Header").map(header_of).unwrap_or_default();
+    let header = root
+        .child(NS_SOAP, "Header")
+        .map(header_of)
+        .unwrap_or_default();
     if let Some(action) = &header.action
         && action != service.request_action()
     {
@@ -317,29 +320,27 @@ fn header_of(header: &Element) -> SoapHeader {
             .map(Element::trimmed_text)
             .filter(|t| !t.is_empty())
     };
-    let credential = header
-        .child(NS_WSSE, "Security")
-        .and_then(|security| {
-            if let Some(token) = security.child(NS_WSSE, "UsernameToken") {
-                return Some(Credential::UsernameToken {
-                    username: token
-                        .child(NS_WSSE, "Username")
-                        .map(Element::trimmed_text)
-                        .unwrap_or_default(),
-                    // Passwords are taken verbatim: spaces may be part of them.
-                    password: token
-                        .child(NS_WSSE, "Password")
-                        .map(Element::text)
-                        .unwrap_or_default(),
-                });
+    let credential = header.child(NS_WSSE, "Security").and_then(|security| {
+        if let Some(token) = security.child(NS_WSSE, "UsernameToken") {
+            return Some(Credential::UsernameToken {
+                username: token
+                    .child(NS_WSSE, "Username")
+                    .map(Element::trimmed_text)
+                    .unwrap_or_default(),
+                // Passwords are taken verbatim: spaces may be part of them.
+                password: token
+                    .child(NS_WSSE, "Password")
+                    .map(Element::text)
+                    .unwrap_or_default(),
+            });
+        }
+        security.child(NS_WSSE, "BinarySecurityToken").map(|token| {
+            Credential::BinarySecurityToken {
+                value_type: token.attr("ValueType").unwrap_or_default().to_owned(),
+                value: token.trimmed_text(),
             }
-            security
-                .child(NS_WSSE, "BinarySecurityToken")
-                .map(|token| Credential::BinarySecurityToken {
-                    value_type: token.attr("ValueType").unwrap_or_default().to_owned(),
-                    value: token.trimmed_text(),
-                })
-        });
+        })
+    });
     SoapHeader {
         action: text("Action"),
         message_id: text("MessageID"),
@@ -502,7 +503,11 @@ pub fn parse_request_security_token(input: &[u8]) -> Result<EnrollmentRequest, S
         Some(other) => {
             return Err(SoapError::invalid(format!("unknown RequestType {other:?}")));
         }
-        None => return Err(SoapError::invalid("RequestSecurityToken has no RequestType")),
+        None => {
+            return Err(SoapError::invalid(
+                "RequestSecurityToken has no RequestType",
+            ));
+        }
     };
     let token = body
         .child(NS_WSSE, "BinarySecurityToken")
@@ -565,10 +570,7 @@ fn response_envelope(
     );
     w.element(
         "ActivityId",
-        &[
-            ("CorrelationId", activity_id),
-            ("xmlns", NS_DIAGNOSTICS),
-        ],
+        &[("CorrelationId", activity_id), ("xmlns", NS_DIAGNOSTICS)],
         activity_id,
     );
     if let Some(id) = relates_to {
@@ -707,7 +709,10 @@ pub fn render_enrollment_response(
         w.end("o:Security");
     });
     w.start("s:Body", &[]);
-    w.start("RequestSecurityTokenResponseCollection", &[("xmlns", NS_WST)]);
+    w.start(
+        "RequestSecurityTokenResponseCollection",
+        &[("xmlns", NS_WST)],
+    );
     w.start("RequestSecurityTokenResponse", &[]);
     w.element("TokenType", &[], TOKEN_TYPE_ENROLLMENT);
     w.empty("DispositionMessage", &[("xmlns", NS_WSTEP)]);
@@ -869,7 +874,13 @@ pub fn render_request_security_token(
     context: &[(&str, &str)],
 ) -> String {
     let mut w = XmlWriter::new();
-    request_envelope(&mut w, Service::Enrollment, message_id, to, Some(credential));
+    request_envelope(
+        &mut w,
+        Service::Enrollment,
+        message_id,
+        to,
+        Some(credential),
+    );
     w.start("s:Body", &[]);
     w.start("wst:RequestSecurityToken", &[]);
     w.element("wst:TokenType", &[], TOKEN_TYPE_ENROLLMENT);
@@ -1037,7 +1048,11 @@ mod tests {
             "https://x/e",
             &cred,
             b"\x30\x03\x02\x01\x00",
-            &[("DeviceID", "ABC"), ("EnrollmentType", "Device"), ("MAC", "1")],
+            &[
+                ("DeviceID", "ABC"),
+                ("EnrollmentType", "Device"),
+                ("MAC", "1"),
+            ],
         );
         let parsed = parse_request_security_token(rst.as_bytes()).unwrap();
         assert_eq!(parsed.token_der, b"\x30\x03\x02\x01\x00");
@@ -1075,7 +1090,9 @@ mod tests {
             "a",
         );
         assert_eq!(
-            parse_discover_response(discover.as_bytes()).unwrap().policy_url,
+            parse_discover_response(discover.as_bytes())
+                .unwrap()
+                .policy_url,
             "https://x/p"
         );
         let policy = render_get_policies_response(None, "a", 2048);

@@ -239,10 +239,8 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                 push_text(&mut stack, &content)?;
             }
             Event::CData(c) => {
-                let content = std::str::from_utf8(c.as_ref())
-                    .map_err(|_| XmlError::Encoding)?
-                    .to_owned();
-                push_text(&mut stack, &content)?;
+                let content: &str = c.as_ref();
+                push_text(&mut stack, content)?;
             }
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
@@ -262,7 +260,7 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
             Event::DocType(_) => return Err(XmlError::DocType),
             Event::Decl(decl) => {
                 if let Some(Ok(encoding)) = decl.encoding()
-                    && !encoding.eq_ignore_ascii_case(b"utf-8")
+                    && !encoding.eq_ignore_ascii_case("utf-8")
                 {
                     return Err(XmlError::Encoding);
                 }
@@ -299,7 +297,7 @@ fn admit(
 
 fn namespace_of(resolved: &ResolveResult<'_>) -> Result<Option<String>, XmlError> {
     match resolved {
-        ResolveResult::Bound(ns) => Ok(Some(String::from_utf8_lossy(ns.as_ref()).into_owned())),
+        ResolveResult::Bound(ns) => Ok(Some(AsRef::<str>::as_ref(ns).to_owned())),
         ResolveResult::Unbound => Ok(None),
         ResolveResult::Unknown(prefix) => Err(XmlError::UnknownPrefix(prefix.clone())),
     }
@@ -311,9 +309,7 @@ fn element(
     start: &BytesStart<'_>,
     limits: &Limits,
 ) -> Result<Element, XmlError> {
-    let name = std::str::from_utf8(start.local_name().as_ref())
-        .map_err(|_| XmlError::Encoding)?
-        .to_owned();
+    let name = AsRef::<str>::as_ref(&start.local_name()).to_owned();
     let mut attributes = Vec::new();
     for (count, attr) in start.attributes().enumerate() {
         if count >= limits.max_attributes {
@@ -326,15 +322,17 @@ fn element(
         }
         let (resolved, local) = reader.resolver().resolve_attribute(key);
         let namespace = namespace_of(&resolved)?;
-        let value = attr.unescape_value().map_err(|e| match e {
-            quick_xml::escape::EscapeError::UnrecognizedEntity(_, name) => XmlError::Entity(name),
-            other => XmlError::Syntax(other.to_string()),
-        })?;
+        let value =
+            attr.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| match e {
+                    quick_xml::Error::Escape(
+                        quick_xml::escape::EscapeError::UnrecognizedEntity(_, name),
+                    ) => XmlError::Entity(name),
+                    other => XmlError::Syntax(other.to_string()),
+                })?;
         attributes.push(Attribute {
             namespace,
-            name: std::str::from_utf8(local.as_ref())
-                .map_err(|_| XmlError::Encoding)?
-                .to_owned(),
+            name: AsRef::<str>::as_ref(&local).to_owned(),
             value: value.into_owned(),
         });
     }
@@ -478,7 +476,10 @@ mod tests {
             ),
             Err(XmlError::Encoding)
         );
-        assert_eq!(parse(b"<a>\xff</a>", &Limits::SOAP), Err(XmlError::Encoding));
+        assert_eq!(
+            parse(b"<a>\xff</a>", &Limits::SOAP),
+            Err(XmlError::Encoding)
+        );
     }
 
     #[test]

@@ -57,12 +57,16 @@ pub enum RenderedOutput {
     /// For a Windows device. `CmdID`s are placeholders: renumber with
     /// [`SyncMlCommand::renumbered`] before sending.
     Windows {
-        /// Installs this version. The CSPs used create nodes with `Add`, which fails (418)
-        /// where the node exists: to update, send the previous version's `removal` first.
+        /// Installs this version. Wi-Fi profiles, client and root certificates are created
+        /// with `Add`, which answers 418 (already exists) where the node is there: to update,
+        /// send the previous version's `removal` first. Root CAs are never removed (see
+        /// `removal`), so a 418 for a root CA means it is already trusted and counts as
+        /// success.
         commands: Vec<SyncMlCommand>,
-        /// Undoes this version: keep it with the installed record. Root CAs are left in
-        /// place, because Windows' store is not reference-counted and the same CA may serve
-        /// the MDM enrolment or another profile; a renamed computer keeps its name.
+        /// Undoes this version, in reverse install order: keep it with the installed record.
+        /// Root CAs are left in place, because Windows' store is not reference-counted and
+        /// the same CA may serve the MDM enrolment or another profile; a renamed computer
+        /// keeps its name. Deleted policies return to their defaults.
         removal: Vec<SyncMlCommand>,
         /// Nodes that exist exactly while this version is installed (Wi-Fi profile, client
         /// certificate), for `Get`; empty when the template has none.
@@ -259,6 +263,9 @@ pub(crate) fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The certificates a rendering embeds, by payload key.
+///
+/// `gather` fills an entry for every `root-ca` and `client-identity` payload, and `check`
+/// made sure every reference names such a payload, so the builders index these maps.
 struct Materials {
     roots: HashMap<String, Vec<u8>>,
     identities: HashMap<String, (IdentityKind, IssuedIdentity)>,
@@ -631,6 +638,8 @@ fn build_windows(
             }
         }
     }
+    // Undo in reverse: the Wi-Fi profile goes before the certificate it authenticates with.
+    parts.removal.reverse();
     Ok(parts)
 }
 

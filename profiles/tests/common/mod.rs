@@ -7,12 +7,18 @@
 
 use std::path::{Path, PathBuf};
 
+use flotte_core::device::Platform;
 use flotte_profiles::apple::{
     AppRating, InnerAuthentication, LockScreenMessage, MailAccount, MailAccountType,
     MailAuthentication, MailServer, MdmEnrollment, MdmServerCapability, Pkcs12Identity, Profile,
     ProfileNamespace, Restrictions, RootCertificate, Scep, ScepSubjectAltName, ServerTrust,
     WebClip, Wifi, WifiEncryption, WifiSecurity,
 };
+use flotte_profiles::template::{
+    DeviceVars, IssuedIdentity, PersonVars, ProfileTemplate, RenderContext, RenderedOutput,
+    SchoolVars,
+};
+use flotte_profiles::windows::{SyncMlCommand, render_commands};
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
@@ -329,6 +335,83 @@ pub fn enrollment_profile() -> Profile {
                 use_development_apns: None,
             },
         )
+}
+
+/// The example template of `testdata/templates`, which also documents the JSON form.
+pub const SCHULNETZ_TEMPLATE: &str = include_str!("../../testdata/templates/schulnetz.json");
+
+pub fn schulnetz_template() -> ProfileTemplate {
+    serde_json::from_str(SCHULNETZ_TEMPLATE).unwrap()
+}
+
+/// A pupil's certificate, packed as PKCS#12 with `password`.
+pub fn pupil_identity(pkcs12: &[u8], password: &str) -> IssuedIdentity {
+    IssuedIdentity {
+        certificate_der: b"0\x82 certificate of max.muster, serial 4711".to_vec(),
+        pkcs12: pkcs12.to_vec(),
+        password: password.to_owned(),
+    }
+}
+
+/// Max Muster of the Gymnasium Am Markt, with his loaned device.
+pub fn template_context(platform: Platform) -> RenderContext {
+    RenderContext {
+        platform,
+        namespace: namespace(),
+        person: Some(PersonVars {
+            username: "max.muster".to_owned(),
+            mail: Some("max.muster@gym1.schule.example".to_owned()),
+            given_name: "Max".to_owned(),
+            family_name: "Muster".to_owned(),
+            external_id: Uuid::parse_str("5b0a1f7e-2c3d-4e5f-8a9b-0c1d2e3f4a5b").unwrap(),
+            class: Some("5a".to_owned()),
+        }),
+        device: DeviceVars {
+            serial_number: Some("DMPXK2ABCD12".to_owned()),
+            udid: None,
+            name: Some("iPad von Max".to_owned()),
+            asset_tag: Some("0815".to_owned()),
+            model: Some("iPad13,18".to_owned()),
+        },
+        school: Some(SchoolVars {
+            name: "Gymnasium Am Markt".to_owned(),
+            code: "gym1".to_owned(),
+        }),
+        root_ca_der: b"0\x82 Flotte root CA".to_vec(),
+        person_identity: Some(pupil_identity(b"0 PKCS#12 packed once", "first")),
+        device_identity: None,
+    }
+}
+
+/// The example template rendered for both platforms, by golden file name.
+pub fn template_golden_outputs() -> Vec<(String, Vec<u8>)> {
+    let template = schulnetz_template();
+    let apple = template.render(&template_context(Platform::Apple)).unwrap();
+    let windows = template
+        .render(&template_context(Platform::Windows))
+        .unwrap();
+    let RenderedOutput::Windows { removal, .. } = &windows.output else {
+        panic!("expected a Windows rendering");
+    };
+    let xml = |commands: &[SyncMlCommand]| format!("{}\n", render_commands(commands)).into_bytes();
+    vec![
+        (
+            "templates/schulnetz.mobileconfig".to_owned(),
+            apple.apple_mobileconfig().unwrap().to_vec(),
+        ),
+        (
+            "templates/schulnetz-windows.xml".to_owned(),
+            xml(windows.windows_commands().unwrap()),
+        ),
+        (
+            "templates/schulnetz-windows-removal.xml".to_owned(),
+            xml(removal),
+        ),
+        (
+            "templates/schulnetz.checksums".to_owned(),
+            format!("apple {}\nwindows {}\n", apple.checksum, windows.checksum).into_bytes(),
+        ),
+    ]
 }
 
 /// Every Apple profile case, by golden file name.

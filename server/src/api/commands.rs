@@ -17,7 +17,8 @@ pub(crate) fn prepare(
         Platform::Apple => apple(request_type, parameters),
         Platform::Windows => Ok(NewCommand {
             request_type: request_type.to_owned(),
-            payload: parameters,
+            payload: flotte_windows::commands::validate_command(request_type, &parameters)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         }),
     }
 }

@@ -4,7 +4,7 @@
 mod apple;
 mod auth;
 mod commands;
-mod devices;
+pub(crate) mod devices;
 mod schools;
 mod system;
 
@@ -49,6 +49,11 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(apple::enrollment_profile))
         .routes(routes!(apple::create_link))
         .routes(routes!(apple::get_push_certificate, apple::put_push_certificate))
+        .routes(routes!(
+            crate::windows::api::create_enrollment_secret,
+            crate::windows::api::list_enrollment_secrets
+        ))
+        .routes(routes!(crate::windows::api::revoke_enrollment_secret))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()

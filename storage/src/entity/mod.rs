@@ -10,3 +10,6 @@ pub mod enrollment_link;
 pub mod installed_profile;
 pub mod push_certificate;
 pub mod school;
+pub mod windows_command_delivery;
+pub mod windows_device;
+pub mod windows_enrollment_secret;

@@ -1,0 +1,89 @@
+//! `flotte-bench`: Flotte's benchmarks. Each writes its section of BENCHMARKS.md
+//! with the machine and the date. Run through `scripts/bench.sh`, which builds
+//! in release mode and starts a PostgreSQL for the PostgreSQL figures.
+//!
+//! Usage: flotte-bench [apple] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]
+
+use flotte_tests::benchmarks::{Figure, machine, table, write_section};
+use std::path::PathBuf;
+
+struct Args {
+    suites: Vec<String>,
+    devices: Vec<usize>,
+    postgres: Option<String>,
+    out: PathBuf,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        suites: Vec::new(),
+        devices: vec![1000, 10000],
+        postgres: std::env::var("TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty()),
+        out: PathBuf::from("BENCHMARKS.md"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--devices" => {
+                args.devices = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--devices needs a list"))?
+                    .split(',')
+                    .map(|n| n.trim().parse())
+                    .collect::<Result<_, _>>()?;
+            }
+            "--postgres" => args.postgres = it.next(),
+            "--out" => args.out = it.next().ok_or_else(|| anyhow::anyhow!("--out needs a path"))?.into(),
+            "-h" | "--help" => {
+                println!("flotte-bench [apple] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
+                std::process::exit(0);
+            }
+            suite => args.suites.push(suite.to_owned()),
+        }
+    }
+    if args.suites.is_empty() {
+        args.suites = vec!["apple".into()];
+    }
+    Ok(args)
+}
+
+fn header() -> String {
+    format!(
+        "Machine: {}. Date: {}. Release build.\n\n",
+        machine(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    for suite in &args.suites {
+        match suite.as_str() {
+            "apple" => {
+                let mut figures: Vec<Figure> = Vec::new();
+                let mut backends: Vec<Option<&str>> = vec![None];
+                if let Some(pg) = args.postgres.as_deref() {
+                    backends.push(Some(pg));
+                }
+                for backend in backends {
+                    for &n in &args.devices {
+                        eprintln!("apple: {n} iPads on {}", if backend.is_some() { "PostgreSQL" } else { "SQLite" });
+                        figures.extend(flotte_tests::bench_apple::run(backend, n).await?);
+                    }
+                }
+                let body = format!(
+                    "{}Simulated iPads (signed `Mdm-Signature`, identities from Flotte's CA) against `flotte up` \
+                     in-process, 32 HTTPS/1.1 keep-alive connections from a load generator on the same machine. \
+                     Bodies are signed before timing. The ceiling is an empty handler on the same rustls stack \
+                     with the same request bodies; ratios compare against it.\n\n{}",
+                    header(),
+                    table(&figures)
+                );
+                write_section(&args.out, "Apple check-in and command poll", &body)?;
+            }
+            other => anyhow::bail!("unknown benchmark {other:?} (known: apple)"),
+        }
+    }
+    Ok(())
+}
