@@ -2,6 +2,8 @@
 //! database, the CA, the APNs client, the clock) and hands them to the server
 //! and the worker. The integration tests start Flotte through this too.
 
+pub mod admin;
+
 use flotte_config::{LogFormat, Settings};
 use flotte_core::{Clock, SystemClock};
 use flotte_server::{AppState, Application, Prepared};
@@ -44,6 +46,8 @@ pub struct Runtime {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub prepared: Prepared,
+    /// The LDAP directory, when configured; otherwise the local directory.
+    pub ldap: Option<flotte_directory::LdapSettings>,
 }
 
 impl Runtime {
@@ -63,11 +67,13 @@ impl Runtime {
         let prepared = flotte_server::prepare(&settings, &store, clock.now()).await?;
         let store = store.with_sealing_key(&prepared.sealing_key);
         import_configured_push_certificate(&settings, &store, clock.now()).await?;
+        let ldap = ldap_settings(&settings)?;
         Ok(Self {
             settings: Arc::new(settings),
             store,
             clock,
             prepared,
+            ldap,
         })
     }
 
@@ -87,7 +93,8 @@ impl Runtime {
             self.clock.clone(),
             self.prepared.ca.clone(),
             self.prepared.signer.clone(),
-        );
+        )
+        .with_authenticator(self.authenticator());
         Application::build(state, &self.prepared)
     }
 
@@ -100,6 +107,32 @@ impl Runtime {
                 self.store.clone(),
                 self.settings.apns.clone(),
             )),
+            directory: self.directory_source(),
+            profiles: Arc::new(flotte_worker::ProfileKit {
+                ca: self.prepared.ca.clone(),
+                signer_cert_pem: self.prepared.signer.cert_pem.clone(),
+                signer_key_pem: self.prepared.signer.key_pem.clone(),
+                signer_chain_pem: self.prepared.signer.chain_pem.clone(),
+            }),
+        })
+    }
+
+    /// Staff passwords are checked by an LDAP bind when a directory is
+    /// configured, else against the local Argon2id accounts.
+    pub fn authenticator(&self) -> Arc<dyn flotte_core::auth::StaffAuthenticator> {
+        match &self.ldap {
+            Some(ldap) => Arc::new(flotte_directory::LdapAuthenticator::new(ldap.clone())),
+            None => Arc::new(flotte_server::local_auth::LocalAuthenticator::new(
+                self.store.clone(),
+            )),
+        }
+    }
+
+    /// What the sync job reads from: LDAP, or nothing in local mode.
+    pub fn directory_source(&self) -> Option<Arc<dyn flotte_core::directory::DirectorySource>> {
+        self.ldap.clone().map(|ldap| {
+            Arc::new(flotte_directory::LdapSource::new(ldap))
+                as Arc<dyn flotte_core::directory::DirectorySource>
         })
     }
 
@@ -188,6 +221,37 @@ async fn import_configured_push_certificate(
         .await
         .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// The adapter's settings from `[ldap]`; `None` without `ldap.url`.
+pub fn ldap_settings(
+    settings: &Settings,
+) -> anyhow::Result<Option<flotte_directory::LdapSettings>> {
+    let ldap = &settings.ldap;
+    let (Some(url), Some(bind_dn), Some(password), Some(base)) = (
+        ldap.url.as_ref().filter(|u| !u.trim().is_empty()),
+        &ldap.bind_dn,
+        &ldap.bind_password,
+        &ldap.base_dn,
+    ) else {
+        return Ok(None);
+    };
+    let mut out = flotte_directory::LdapSettings::new(url, bind_dn, password, base);
+    out.technician_group_dn = ldap.technician_group.clone();
+    out.starttls = ldap.starttls;
+    if ldap.page_size > 0 {
+        out.page_size = ldap.page_size;
+    }
+    if ldap.timeout_secs > 0 {
+        out.timeout = std::time::Duration::from_secs(ldap.timeout_secs);
+    }
+    if let Some(path) = &ldap.ca_path {
+        out.ca_cert_pem = Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("ldap.ca_path {}: {e}", path.display()))?,
+        );
+    }
+    Ok(Some(out))
 }
 
 /// rustls needs one process-wide crypto provider; ring is the only one built.

@@ -35,6 +35,53 @@ enum Command {
     Worker,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// The school directory: sync from LDAP, or import the local directory.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+    /// Local staff accounts (only without LDAP).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Read LDAP now, apply the changes (unless a safety rule refuses) and print the report.
+    Sync {
+        /// Read everything instead of the changes since the last sync.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Replace the local directory with a UCS@school import CSV (without LDAP only).
+    Import {
+        file: PathBuf,
+        /// The role of every row when the file has no Benutzertyp column.
+        #[arg(long)]
+        role: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account or set its password (asked on the terminal, or --password-stdin).
+    Add {
+        username: String,
+        /// School code; with --role, creates the person if the directory has none of this name.
+        #[arg(long)]
+        school: Option<String>,
+        /// teacher, staff or school_admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// A technician (every school) instead of school staff.
+        #[arg(long)]
+        technician: bool,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +95,35 @@ fn main() -> anyhow::Result<()> {
         let shutdown = flotte::shutdown_signal();
         match cli.command {
             Command::Migrate => Runtime::migrate_only(settings).await,
+            Command::Directory(DirectoryCommand::Sync { full }) => {
+                flotte::admin::directory_sync(settings, full).await
+            }
+            Command::Directory(DirectoryCommand::Import { file, role }) => {
+                flotte::admin::directory_import(settings, &file, role).await
+            }
+            Command::User(UserCommand::Add {
+                username,
+                school,
+                role,
+                technician,
+                given_name,
+                family_name,
+                password_stdin,
+            }) => {
+                flotte::admin::user_add(
+                    settings,
+                    flotte::admin::NewUser {
+                        username,
+                        school,
+                        role,
+                        technician,
+                        given_name,
+                        family_name,
+                        password_stdin,
+                    },
+                )
+                .await
+            }
             Command::Up => {
                 Runtime::start(settings)
                     .await?

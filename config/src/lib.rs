@@ -50,6 +50,9 @@ pub struct Settings {
     pub ldap: LdapConfig,
     pub directory: DirectorySettings,
     pub auth: AuthSettings,
+    /// Profiles, bulk pushes and EAP-TLS client certificates.
+    #[serde(default)]
+    pub profiles: ProfileSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +111,8 @@ pub struct AppleSettings {
     pub cert_header: Option<String>,
     /// Only these proxy addresses may set `cert_header`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A device that answered NotNow is pushed again after this many seconds.
+    pub not_now_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +253,7 @@ impl Default for Settings {
                 enrollment_link_hours: 72,
                 cert_header: None,
                 trusted_proxies: Vec::new(),
+                not_now_retry_secs: 300,
             },
             ldap: LdapConfig::default(),
             directory: DirectorySettings {
@@ -263,6 +269,7 @@ impl Default for Settings {
                 max_failures_per_address: 50,
                 failure_window_secs: 900,
             },
+            profiles: ProfileSettings::default(),
         }
     }
 }
@@ -386,6 +393,8 @@ fn host_of(url: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures must return its (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -472,5 +481,51 @@ mod tests {
         s.public_url = Some("https://mdm.schule.example:8443/".into());
         assert_eq!(s.public_url(), "https://mdm.schule.example:8443");
         assert!(s.tls_hosts().contains(&"mdm.schule.example".to_owned()));
+    }
+}
+
+/// Profiles, bulk pushes and the client certificates profiles embed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileSettings {
+    /// Identifiers of Flotte's profiles start with this (ending in `.`); only such profiles
+    /// are ever removed from a device.
+    pub identifier_prefix: String,
+    /// Devices one fan-out job plans and queues in one transaction.
+    pub push_batch_size: u32,
+    /// A device of a push that has not answered this long is pushed (woken) again.
+    pub silent_after_secs: u64,
+    /// How often a running push copies device answers into its progress.
+    pub progress_every_secs: u64,
+    /// A push stops waiting for devices after this many hours; the rest count as expired.
+    pub push_expiry_hours: u32,
+    /// Validity of the EAP-TLS client certificates Flotte issues, in days.
+    pub certificate_validity_days: u32,
+    /// Certificates are renewed (and the profiles carrying them pushed again) this many
+    /// days before they expire.
+    pub renew_before_days: u32,
+    /// How often certificates are checked for renewal and revocation, and the CRL refreshed.
+    pub certificate_check_every_secs: u64,
+    /// The CRL's `nextUpdate`, in days after it is issued.
+    pub crl_validity_days: u32,
+    /// Kerberos/Samba realm for the UPN in pupils' certificates (`username@realm`); without
+    /// it the UPN is the mail address.
+    pub upn_realm: Option<String>,
+}
+
+impl Default for ProfileSettings {
+    fn default() -> Self {
+        Self {
+            identifier_prefix: "de.flotte.".into(),
+            push_batch_size: 500,
+            silent_after_secs: 4 * 3600,
+            progress_every_secs: 10,
+            push_expiry_hours: 14 * 24,
+            certificate_validity_days: 365,
+            renew_before_days: 30,
+            certificate_check_every_secs: 3600,
+            crl_validity_days: 7,
+            upn_realm: None,
+        }
     }
 }

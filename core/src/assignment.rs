@@ -30,13 +30,15 @@
 //! it is not explicitly protected (the enrolment profile's identifier belongs there).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::CoreError;
 use crate::command::CommandStatus;
-use crate::device::Platform;
+use crate::device::{Platform, text_enum};
 
 /// Whom an assignment reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -422,6 +424,183 @@ pub fn supersedes(old: &ProfileCommand, old_status: CommandStatus, new: &Profile
     }
 }
 
+impl AssignmentScope {
+    /// The scope's kind as stored (`all`, `school`, `class`, `platform`, `device_group`,
+    /// `device`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::School(_) => "school",
+            Self::Class(_) => "class",
+            Self::Platform(_) => "platform",
+            Self::DeviceGroup(_) => "device_group",
+            Self::Device(_) => "device",
+        }
+    }
+
+    /// The scope's id as stored; empty for `all`.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::All => "",
+            Self::School(id) | Self::Class(id) | Self::DeviceGroup(id) | Self::Device(id) => id,
+            Self::Platform(platform) => platform.as_str(),
+        }
+    }
+
+    /// The scope from its stored kind and id.
+    pub fn from_parts(kind: &str, id: &str) -> Result<Self, CoreError> {
+        let id = id.to_owned();
+        Ok(match kind {
+            "all" => Self::All,
+            "school" => Self::School(id),
+            "class" => Self::Class(id),
+            "platform" => Self::Platform(id.parse()?),
+            "device_group" => Self::DeviceGroup(id),
+            "device" => Self::Device(id),
+            other => {
+                return Err(CoreError::Invalid(format!(
+                    "unknown assignment scope {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// Whether only technicians may aim at this scope: it reaches devices of every school.
+    pub fn is_fleet_wide(&self) -> bool {
+        matches!(self, Self::All | Self::Platform(_))
+    }
+}
+
+/// What a bulk push does to the devices of its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PushAction {
+    /// Assign the profile version to the scope and install it where it is missing or
+    /// outdated.
+    Install,
+    /// Withdraw the profile's assignment to the scope and remove it from devices no other
+    /// assignment still reaches.
+    Remove,
+    /// Change no assignment: bring every device of the scope to its desired state (all
+    /// profiles), and ask Apple devices for a fresh `ProfileList`.
+    Sync,
+}
+
+text_enum!(PushAction {
+    Install => "install",
+    Remove => "remove",
+    Sync => "sync",
+});
+
+/// Where a bulk push stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    /// Accepted; no batch has run yet.
+    Queued,
+    /// Batches are running or devices are still answering.
+    Running,
+    /// Stopped by a technician: no further batch is planned until it is resumed.
+    Paused,
+    /// Every device answered, or the push expired.
+    Completed,
+    /// Cancelled: pending devices were skipped and unsent commands withdrawn.
+    Cancelled,
+}
+
+text_enum!(PushStatus {
+    Queued => "queued",
+    Running => "running",
+    Paused => "paused",
+    Completed => "completed",
+    Cancelled => "cancelled",
+});
+
+impl PushStatus {
+    /// Completed or cancelled: nothing about the push changes any more.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+}
+
+/// Where one device of a push stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    /// Not planned yet.
+    Pending,
+    /// A command waits in the device's queue.
+    Queued,
+    /// The device fetched the command.
+    Sent,
+    /// The device answered NotNow and will be offered the command again.
+    NotNow,
+    /// The device carried out the command.
+    Acknowledged,
+    /// The device refused the command, or it could not be rendered for this device.
+    Failed,
+    /// The device already has what the push asks for: nothing was sent.
+    Unchanged,
+    /// A later push or reconciliation replaced the command before the device fetched it.
+    Superseded,
+    /// The push was cancelled before the device got the command.
+    Cancelled,
+    /// The push expired before the device answered.
+    Expired,
+}
+
+text_enum!(TargetStatus {
+    Pending => "pending",
+    Queued => "queued",
+    Sent => "sent",
+    NotNow => "not_now",
+    Acknowledged => "acknowledged",
+    Failed => "failed",
+    Unchanged => "unchanged",
+    Superseded => "superseded",
+    Cancelled => "cancelled",
+    Expired => "expired",
+});
+
+impl TargetStatus {
+    /// Every status, in the order progress reports list them.
+    pub const ALL: [Self; 10] = [
+        Self::Pending,
+        Self::Queued,
+        Self::Sent,
+        Self::NotNow,
+        Self::Acknowledged,
+        Self::Failed,
+        Self::Unchanged,
+        Self::Superseded,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
+    /// Whether the device's part of the push is over.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Self::Pending | Self::Queued | Self::Sent | Self::NotNow
+        )
+    }
+
+    /// The target's status while its command is in `status`.
+    pub fn of_command(status: CommandStatus) -> Self {
+        match status {
+            CommandStatus::Queued => Self::Queued,
+            CommandStatus::Sent => Self::Sent,
+            CommandStatus::NotNow => Self::NotNow,
+            CommandStatus::Acknowledged => Self::Acknowledged,
+            CommandStatus::Error | CommandStatus::FormatError => Self::Failed,
+            CommandStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,5 +974,50 @@ mod tests {
         let all: AssignmentScope =
             serde_json::from_value(serde_json::json!({"kind": "all"})).unwrap();
         assert_eq!(all, AssignmentScope::All);
+    }
+    #[test]
+    fn scopes_round_trip_through_their_stored_parts() {
+        for scope in [
+            AssignmentScope::All,
+            AssignmentScope::School("s1".to_owned()),
+            AssignmentScope::Class("c1".to_owned()),
+            AssignmentScope::Platform(Platform::Windows),
+            AssignmentScope::DeviceGroup("g1".to_owned()),
+            AssignmentScope::Device("d1".to_owned()),
+        ] {
+            let back = AssignmentScope::from_parts(scope.kind(), scope.id()).unwrap();
+            assert_eq!(back, scope);
+        }
+        assert!(AssignmentScope::from_parts("planet", "x").is_err());
+        assert!(AssignmentScope::from_parts("platform", "android").is_err());
+        assert!(AssignmentScope::All.is_fleet_wide());
+        assert!(!AssignmentScope::School("s1".to_owned()).is_fleet_wide());
+    }
+
+    #[test]
+    fn target_status_follows_the_command_and_knows_when_it_is_over() {
+        assert_eq!(
+            TargetStatus::of_command(CommandStatus::FormatError),
+            TargetStatus::Failed
+        );
+        assert_eq!(
+            TargetStatus::of_command(CommandStatus::NotNow),
+            TargetStatus::NotNow
+        );
+        let open: Vec<_> = TargetStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect();
+        assert_eq!(
+            open,
+            [
+                TargetStatus::Pending,
+                TargetStatus::Queued,
+                TargetStatus::Sent,
+                TargetStatus::NotNow
+            ]
+        );
+        assert_eq!("not_now".parse::<TargetStatus>().unwrap(), TargetStatus::NotNow);
+        assert!(PushStatus::Cancelled.is_finished() && !PushStatus::Paused.is_finished());
     }
 }

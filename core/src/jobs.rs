@@ -63,3 +63,71 @@ impl Job for SyncDirectory {
         Some(self.run_id.clone())
     }
 }
+
+/// Plan and queue one batch of a push's devices (those with `seq` in
+/// `[batch × batch_size, (batch + 1) × batch_size)`). `generation` counts resumptions of a
+/// paused push, so a resumed batch gets a fresh key while a re-run of the same batch (a
+/// worker killed mid-job) is stored once and, by the push targets' own state, sends nothing
+/// twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushBatch {
+    pub push_id: String,
+    pub batch: u32,
+    pub generation: u32,
+}
+
+impl Job for PushBatch {
+    const QUEUE: &'static str = "flotte.push_batch";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}:{}", self.push_id, self.generation, self.batch))
+    }
+}
+
+/// Follow a running push: copy the devices' answers into its progress, wake devices that
+/// stay silent, finish it when every device has answered (or the push expired). Each tick
+/// enqueues the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushProgress {
+    pub push_id: String,
+    pub tick: u64,
+}
+
+impl Job for PushProgress {
+    const QUEUE: &'static str = "flotte.push_progress";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.push_id, self.tick))
+    }
+}
+
+/// Bring one device to its desired profile state (after a certificate was renewed or
+/// revoked). Coalesced per device and window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileDevice {
+    pub device_id: String,
+    pub window: i64,
+}
+
+impl Job for ReconcileDevice {
+    const QUEUE: &'static str = "flotte.reconcile_device";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.device_id, self.window))
+    }
+}
+
+/// Revoke client certificates whose loan ended or whose person departed, renew those close
+/// to expiry (by reconciling their devices), and publish a fresh CRL when needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintainCertificates {
+    pub requested_by: String,
+}
+
+impl Job for MaintainCertificates {
+    const QUEUE: &'static str = "flotte.maintain_certificates";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.requested_by.clone())
+    }
+}

@@ -6,6 +6,8 @@
 //!   [`plan_sync`](flotte_core::directory::plan_sync);
 //! * [`read_changes_since`]: an incremental read (RFC 4533 content sync or
 //!   `modifyTimestamp` polling);
+//! * [`LdapSource`]: both reads behind core's `DirectorySource` port;
+//! * [`csv`]: the local directory's UCS@school import CSV, for running without LDAP;
 //! * [`authenticate`], [`is_member_of`], [`is_technician`]: logins and the
 //!   technician group, and [`LdapAuthenticator`], the same behind core's
 //!   `StaffAuthenticator` port.
@@ -18,10 +20,12 @@
 mod auth;
 mod changes;
 mod conn;
+pub mod csv;
 mod error;
 mod mapping;
 mod settings;
 mod snapshot;
+mod source;
 
 use std::future::Future;
 
@@ -35,6 +39,7 @@ pub use changes::{
 pub use error::DirectoryError;
 pub use settings::{DirectoryLayout, LdapSettings};
 pub use snapshot::read_snapshot;
+pub use source::LdapSource;
 
 /// Runs a read on its own task. ldap3 panics on malformed BER from the
 /// server; this turns such a panic into an error for this one read instead

@@ -6,9 +6,12 @@ pub mod api;
 mod apple;
 pub mod bootstrap;
 mod error;
+pub mod local_auth;
 mod metrics;
+mod signin;
 mod state;
 mod tls;
+pub mod web;
 mod windows;
 
 pub use bootstrap::{Prepared, ProfileSigner, prepare};

@@ -19,6 +19,10 @@ use sea_orm::{
     DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
 
+/// `last_seen_at` is kept to the minute: refreshing it on every poll would
+/// turn every read into a write.
+const LAST_SEEN_GRANULARITY_SECS: i64 = 60;
+
 /// The certificate kind of an Apple MDM identity we issued.
 pub const APPLE_IDENTITY: &str = "apple_identity";
 
@@ -644,12 +648,23 @@ impl Store {
     /// One turn of the command loop: record the device's answer (refusing an
     /// answer to a command never sent to this device), update the inventory,
     /// and hand out the next command, all in one transaction.
+    /// A NotNow answer schedules a wake-up at `not_now_wake_at`: Apple's device
+    /// only retries by itself if NotNow was the last thing it said, which later
+    /// commands in the same session may have changed.
     pub async fn apple_report(
         &self,
         device_id: &str,
         report: &Report,
+        not_now_wake_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<NextCommand>, CoreError> {
+        if report.answered.is_none()
+            && report.inventory.is_none()
+            && report.profiles.is_none()
+            && self.idle_needs_no_write(device_id, now).await?
+        {
+            return Ok(None);
+        }
         let txn = self.write().await?;
         let mut idle = true;
         if let Some((command_id, verdict)) = &report.answered {
@@ -677,6 +692,17 @@ impl Store {
                 active.error = Set(report.error.clone());
             }
             active.update(&txn).await.map_err(CoreError::storage)?;
+            if next_status == CommandStatus::NotNow {
+                crate::jobs::enqueue(
+                    &txn,
+                    &flotte_core::jobs::WakeDevice {
+                        device_id: device_id.to_owned(),
+                        window: not_now_wake_at.timestamp(),
+                    },
+                    not_now_wake_at,
+                )
+                .await?;
+            }
         }
         if let Some(profiles) = &report.profiles {
             replace_installed_profiles(&txn, device_id, profiles, now).await?;
@@ -725,6 +751,31 @@ impl Store {
         };
         commit(txn).await?;
         Ok(out)
+    }
+
+    /// An Idle poll with nothing queued, from a device seen within the last
+    /// minute, changes nothing: answer it from two reads instead of taking the
+    /// write lock. Most polls of a quiet fleet are exactly this.
+    async fn idle_needs_no_write(&self, device_id: &str, now: DateTime<Utc>) -> Result<bool, CoreError> {
+        let pending = command::Entity::find()
+            .filter(command::Column::DeviceId.eq(device_id))
+            .filter(command::Column::Status.is_in([
+                CommandStatus::Queued.as_str(),
+                CommandStatus::Sent.as_str(),
+                CommandStatus::NotNow.as_str(),
+            ]))
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)?;
+        if pending.is_some() {
+            return Ok(false);
+        }
+        let seen = device::Entity::find_by_id(device_id)
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)?
+            .and_then(|d| d.last_seen_at);
+        Ok(seen.is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS)))
     }
 
     /// What the device last reported as installed.

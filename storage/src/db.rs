@@ -27,6 +27,10 @@ pub enum JobPool {
 pub struct Store {
     pub(crate) db: DatabaseConnection,
     pub(crate) backend: Backend,
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// on an async lock, instead of inside SQLite's busy handler, which sleeps
+    /// in steps of up to 100 ms and made every write wait tens of milliseconds.
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     pub(crate) sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
@@ -51,6 +55,7 @@ impl Store {
             Ok(Self {
                 db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: Backend::Sqlite,
+                write_gate: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))),
                 sealer: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -63,6 +68,7 @@ impl Store {
             Ok(Self {
                 db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                 backend: Backend::Postgres,
+                write_gate: None,
                 sealer: None,
             })
         } else {
@@ -131,16 +137,22 @@ impl Store {
     /// A write transaction. On SQLite it takes the write lock at BEGIN, so that
     /// two writers queue on the busy timeout instead of one failing when it
     /// upgrades from reading to writing.
-    pub(crate) async fn write(&self) -> Result<DatabaseTransaction, CoreError> {
+    pub(crate) async fn write(&self) -> Result<WriteTxn, CoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
         let options = TransactionOptions {
             isolation_level: None,
             access_mode: None,
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         };
-        self.db
+        let txn = self
+            .db
             .begin_with_options(options)
             .await
-            .map_err(CoreError::storage)
+            .map_err(CoreError::storage)?;
+        Ok(WriteTxn { txn, _gate: gate })
     }
 }
 
@@ -158,8 +170,62 @@ pub(crate) fn db_err(what: &str) -> impl Fn(DbErr) -> CoreError + '_ {
     }
 }
 
-pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), CoreError> {
+pub(crate) async fn commit(txn: WriteTxn) -> Result<(), CoreError> {
     txn.commit().await.map_err(CoreError::storage)
+}
+
+/// A write transaction, holding this process's SQLite write gate until it
+/// ends. Derefs to the sea-orm transaction, and is a connection itself.
+pub(crate) struct WriteTxn {
+    txn: DatabaseTransaction,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> sea_orm::DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: sea_orm::Statement) -> Result<sea_orm::ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<sea_orm::ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Option<sea_orm::QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// Used by queries that must behave the same on both engines.

@@ -5,7 +5,7 @@
 
 use crate::db::{commit, db_err};
 use crate::entity::{
-    command, device, enrollment, windows_command_delivery, windows_device,
+    certificate, command, device, enrollment, windows_command_delivery, windows_device,
     windows_enrollment_secret,
 };
 use crate::{Store, audit, hash_token};
@@ -110,9 +110,7 @@ pub struct WindowsEnrollment {
     pub enrolled_by: WindowsEnrolledBy,
     pub credentials: WindowsCredentials,
     /// The identity certificate issued from the device's CSR.
-    pub identity_sha256: String,
-    pub identity_serial: String,
-    pub identity_not_after: DateTime<Utc>,
+    pub identity: WindowsIdentity,
     /// The id a new device row gets; a laptop enrolling again keeps its old id.
     pub new_device_id: String,
     /// Commands queued with the enrolment (the first inventory).
@@ -120,6 +118,19 @@ pub struct WindowsEnrollment {
     /// Where the request came from, for the audit log.
     pub source: Option<String>,
 }
+
+/// The certificate a laptop authenticates with, as recorded.
+#[derive(Debug, Clone)]
+pub struct WindowsIdentity {
+    pub sha256: String,
+    pub serial_hex: String,
+    pub subject: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// The `certificates` kind of a Windows laptop's identity.
+pub const WINDOWS_IDENTITY: &str = "windows_identity";
 
 /// The outcome of an enrolment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +305,23 @@ async fn end_active_enrollments(
         .col_expr(enrollment::Column::EndedAt, Expr::value(now))
         .filter(enrollment::Column::DeviceId.eq(device_id))
         .filter(enrollment::Column::EndedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(CoreError::storage)?;
+    Ok(())
+}
+
+/// Identities of an enrolment that ended are revoked, so that a CRL names them.
+async fn revoke_identities(
+    txn: &DatabaseTransaction,
+    device_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CoreError> {
+    certificate::Entity::update_many()
+        .col_expr(certificate::Column::RevokedAt, Expr::value(now))
+        .filter(certificate::Column::DeviceId.eq(device_id))
+        .filter(certificate::Column::Kind.eq(WINDOWS_IDENTITY))
+        .filter(certificate::Column::RevokedAt.is_null())
         .exec(txn)
         .await
         .map_err(CoreError::storage)?;
@@ -518,15 +546,33 @@ impl Store {
             id: Set(uuid::Uuid::new_v4().to_string()),
             device_id: Set(device.id.clone()),
             platform: Set(Platform::Windows.as_str().to_owned()),
-            identity_sha256: Set(Some(e.identity_sha256.clone())),
-            identity_serial: Set(Some(e.identity_serial.clone())),
-            identity_not_after: Set(Some(e.identity_not_after)),
+            identity_sha256: Set(Some(e.identity.sha256.clone())),
+            identity_serial: Set(Some(e.identity.serial_hex.clone())),
+            identity_not_after: Set(Some(e.identity.not_after)),
             started_at: Set(now),
             ..Default::default()
         }
         .insert(&txn)
         .await
         .map_err(db_err("an enrolment with this identity"))?;
+
+        revoke_identities(&txn, &device.id, now).await?;
+        certificate::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            serial_hex: Set(e.identity.serial_hex.clone()),
+            sha256: Set(e.identity.sha256.clone()),
+            kind: Set(WINDOWS_IDENTITY.to_owned()),
+            subject: Set(e.identity.subject.clone()),
+            device_id: Set(Some(device.id.clone())),
+            school_id: Set(device.school_id.clone()),
+            not_before: Set(e.identity.not_before),
+            not_after: Set(e.identity.not_after),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_err("a certificate with this serial"))?;
 
         // A new enrolment starts a new numbering of sessions and deliveries.
         windows_command_delivery::Entity::delete_many()
@@ -601,7 +647,7 @@ impl Store {
                 "hw_dev_id": e.hw_dev_id,
                 "enrollment_type": e.enrollment_type,
                 "reenrolled": reenrolled,
-                "identity_sha256": e.identity_sha256,
+                "identity_sha256": e.identity.sha256,
                 "commands": queued,
             })),
             now,
@@ -798,6 +844,7 @@ impl Store {
         let mut commands = Vec::new();
         if report.unenrolled {
             end_active_enrollments(&txn, device_id, now).await?;
+            revoke_identities(&txn, device_id, now).await?;
             windows_device::Entity::update_many()
                 .col_expr(windows_device::Column::UnenrolledAt, Expr::value(now))
                 .filter(windows_device::Column::DeviceId.eq(device_id))
@@ -877,22 +924,6 @@ impl Store {
             commands,
             unenrolled: report.unenrolled,
         })
-    }
-
-    /// The queue's commands of a device with the message they were last sent in, for tests
-    /// and diagnostics.
-    pub async fn windows_deliveries(
-        &self,
-        device_id: &str,
-    ) -> Result<Vec<(String, String, i64)>, CoreError> {
-        Ok(windows_command_delivery::Entity::find()
-            .filter(windows_command_delivery::Column::DeviceId.eq(device_id))
-            .all(&self.db)
-            .await
-            .map_err(CoreError::storage)?
-            .into_iter()
-            .map(|d| (d.command_id, d.session_id, d.msg_id))
-            .collect())
     }
 }
 

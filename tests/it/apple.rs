@@ -569,3 +569,64 @@ fn clone_with_identity(
     sim.udid = ipad.udid.clone();
     sim
 }
+
+#[tokio::test]
+async fn a_not_now_answer_brings_another_push_later() {
+    let apns = ApnsStandIn::start().await;
+    let env = TestEnv::new().await;
+    let mut settings = env.settings();
+    apns.configure(&mut settings);
+    settings.apple.not_now_retry_secs = 1;
+    let app = TestApp::spawn_in(&env, settings).await;
+    app.create_school("GYM1", "Gymnasium").await;
+    let mut ipad = app.enrolled_ipad("GYM1", 95).await;
+    ipad.behaviour.not_now_first = vec!["InstalledApplicationList".into()];
+    app.queue(&ipad.udid, "InstalledApplicationList", Value::Null).await;
+    let token = ipad.token_hex();
+    let pushes = || apns.pushes().iter().filter(|p| p.token_hex == token).count();
+    eventually(20, "the first push", &mut || async { pushes() == 1 }).await;
+    ipad.session().await;
+    eventually(20, "a second push after NotNow", &mut || async { pushes() == 2 }).await;
+    let handled = ipad.session().await;
+    assert_eq!(handled.len(), 1, "the device runs the command now");
+    assert_eq!(commands(&app, &ipad.udid).await[0]["status"], "acknowledged");
+}
+
+#[tokio::test]
+async fn a_push_certificate_with_another_topic_is_refused_unless_forced() {
+    let (apns, app) = app_with_school().await;
+    app.enrolled_ipad("GYM1", 96).await;
+    let (status, current) = app.get_json("/api/v1/apple/push-certificate").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(current["topic"], apns.topic);
+
+    let ca = app.ca();
+    let other_topic = "com.apple.mgmt.External.11111111-2222-3333-4444-555555555555";
+    let mut req = flotte_pki::ClientCertificateRequest::new("APSP:other", 365);
+    req.user_id = Some(other_topic.into());
+    let cert = ca.issue_client_certificate(&req, chrono::Utc::now()).unwrap();
+    let pem = format!("{}{}", cert.cert_pem, cert.key_pem.unwrap());
+    let put = |force: bool| {
+        app.api(reqwest::Method::PUT, "/api/v1/apple/push-certificate")
+            .json(&json!({ "pem": pem, "force": force }))
+            .send()
+    };
+    let refused = put(false).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("stop"), "{body}");
+    assert_eq!(app.get_json("/api/v1/apple/push-certificate").await.1["topic"], apns.topic, "unchanged");
+
+    let forced = put(true).await.unwrap();
+    assert_eq!(forced.status(), StatusCode::OK);
+    assert_eq!(app.get_json("/api/v1/apple/push-certificate").await.1["topic"], other_topic);
+
+    let not_push = ca.issue_client_certificate(&flotte_pki::ClientCertificateRequest::new("plain", 30), chrono::Utc::now()).unwrap();
+    let r = app
+        .api(reqwest::Method::PUT, "/api/v1/apple/push-certificate")
+        .json(&json!({ "pem": format!("{}{}", not_push.cert_pem, not_push.key_pem.unwrap()) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no topic in the certificate");
+}

@@ -397,7 +397,7 @@ async fn an_unreachable_server_fails_fast() {
 
 /// A server that accepts connections and, if `answer_binds`, answers every
 /// bind with success, but never answers anything else.
-async fn silent_server(answer_binds: bool) -> u16 {
+pub(crate) async fn silent_server(answer_binds: bool) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

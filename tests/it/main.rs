@@ -1,5 +1,9 @@
 //! The one integration-test binary: every black-box test of Flotte.
 
 mod apple;
+mod directory;
 mod directory_ldap;
 mod foundation;
+mod profiles;
+mod pushes;
+mod windows;

@@ -282,6 +282,19 @@ pub fn https_client(ca_pem: &[u8]) -> reqwest::Client {
         .expect("client")
 }
 
+/// Like [`https_client`], but hands redirects to the caller: browser tests
+/// look at the `Location` and `Set-Cookie` of each answer.
+pub fn https_client_without_redirects(ca_pem: &[u8]) -> reqwest::Client {
+    flotte::install_crypto_provider();
+    let certs = reqwest::Certificate::from_pem_bundle(ca_pem).expect("CA PEM");
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .tls_certs_only(certs)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -4,9 +4,13 @@
 pub mod apns;
 pub mod apple_device;
 pub mod bench_apple;
+pub mod bench_windows;
 pub mod benchmarks;
 pub mod app;
+pub mod bench_directory;
+pub mod bench_profiles;
 pub mod slapd;
+pub mod windows_device;
 pub mod worker;
 
 pub use apns::ApnsStandIn;

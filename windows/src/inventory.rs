@@ -75,22 +75,18 @@ impl Inventory {
                     self.os_version = non_empty(data);
                 }
             }
-            "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber" => {
-                if !is_placeholder_serial(data) {
-                    self.serial_number = non_empty(data);
-                }
+            "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber" if !is_placeholder_serial(data) => {
+                self.serial_number = non_empty(data);
             }
             "./DevDetail/Ext/Microsoft/DNSComputerName" => self.device_name = non_empty(data),
-            "./DevDetail/Ext/Microsoft/TotalStorage" => {
-                // Megabytes; only a fallback for the WMI size below.
-                if self.capacity_gb.is_none() {
-                    self.capacity_gb = data
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|mb| *mb > 0.0)
-                        .map(|mb| mb * 1_000_000.0 / BYTES_PER_GB);
-                }
+            // Megabytes; only a fallback for the WMI size below.
+            "./DevDetail/Ext/Microsoft/TotalStorage" if self.capacity_gb.is_none() => {
+                self.capacity_gb = data
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|mb| *mb > 0.0)
+                    .map(|mb| mb * 1_000_000.0 / BYTES_PER_GB);
             }
             "./Vendor/MSFT/DeviceStatus/Battery/EstimatedChargeRemaining" => {
                 // -1 means "no battery or unknown".

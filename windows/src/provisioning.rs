@@ -272,7 +272,7 @@ pub enum ProvisioningError {
     Invalid(String),
 }
 
-fn characteristics<'a>(e: &'a Element) -> impl Iterator<Item = (&'a str, &'a Element)> {
+fn characteristics(e: &Element) -> impl Iterator<Item = (&str, &Element)> {
     e.children()
         .filter(|c| c.name == "characteristic")
         .filter_map(|c| Some((c.attr("type")?, c)))

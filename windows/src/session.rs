@@ -161,13 +161,12 @@ impl SyncMessage {
                         alerts.login_status = item.data.as_ref().map(|d| d.trim().to_owned());
                     }
                 }
-                ALERT_GENERIC => {
+                ALERT_GENERIC
                     if items
                         .iter()
-                        .any(|i| i.mime_type.as_deref() == Some(UNENROLLMENT_TYPE))
-                    {
-                        alerts.unenrolled = true;
-                    }
+                        .any(|i| i.mime_type.as_deref() == Some(UNENROLLMENT_TYPE)) =>
+                {
+                    alerts.unenrolled = true;
                 }
                 _ => {}
             }

@@ -6,4 +6,6 @@ pub mod apns;
 mod jobs;
 mod runtime;
 
+pub use jobs::perform_directory_sync;
+pub use jobs::{ProfileKit, refresh_crl};
 pub use runtime::{WorkerDeps, run};

@@ -6,7 +6,11 @@ use apalis::layers::retry::RetryPolicy;
 use apalis::prelude::*;
 use flotte_config::Settings;
 use flotte_core::Clock;
-use flotte_core::jobs::{Job, PruneTables, WakeDevice};
+use flotte_core::directory::DirectorySource;
+use flotte_core::jobs::{
+    Job, MaintainCertificates, PruneTables, PushBatch, PushProgress, ReconcileDevice,
+    SyncDirectory, WakeDevice,
+};
 use flotte_core::push::PushNotifier;
 use flotte_storage::{JobPool, Store};
 use std::sync::Arc;
@@ -19,10 +23,28 @@ pub struct WorkerDeps {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub pusher: Arc<dyn PushNotifier>,
+    /// The LDAP directory to sync from; `None` without LDAP (local directory).
+    pub directory: Option<Arc<dyn DirectorySource>>,
+    /// The CA for profiles' client certificates and the profile-signing identity.
+    pub profiles: Arc<jobs::ProfileKit>,
 }
 
 /// Attempts within one worker before a job is left as failed.
 const RETRIES: usize = 5;
+
+/// 1 s, 2 s, 4 s … up to a minute, with jitter so that retries after an APNs
+/// outage do not arrive in lockstep.
+fn backoff() -> tower::retry::backoff::ExponentialBackoff<tower::util::rng::HasherRng> {
+    use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+    ExponentialBackoffMaker::new(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        0.2,
+        tower::util::rng::HasherRng::default(),
+    )
+    .expect("constant, valid bounds")
+    .make_backoff()
+}
 
 macro_rules! job_worker {
     ($storage:expr, $job:ty, $handler:path, $name:expr, $deps:expr) => {{
@@ -34,7 +56,7 @@ macro_rules! job_worker {
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage.clone())
                 .concurrency(concurrency)
-                .retry(RetryPolicy::retries(RETRIES))
+                .retry(RetryPolicy::retries(RETRIES).with_backoff(backoff()))
                 .data(deps.clone())
                 .build($handler)
         }
@@ -55,6 +77,8 @@ pub async fn run(
     let grace = Duration::from_secs(deps.settings.http.shutdown_grace_secs);
 
     let scheduler = tokio::spawn(schedule_periodic(deps.clone()));
+    let directory_schedule = tokio::spawn(jobs::schedule_directory_sync(deps.clone()));
+    let certificate_schedule = tokio::spawn(jobs::schedule_certificates(deps.clone()));
     let signal = async move {
         shutdown.await;
         Ok(())
@@ -72,12 +96,33 @@ pub async fn run(
                 .with_config(config(WakeDevice::QUEUE));
             let prune = apalis_sqlite::SqliteStorage::<PruneTables>::new(&pool)
                 .with_config(config(PruneTables::QUEUE));
+            let sync = apalis_sqlite::SqliteStorage::<SyncDirectory>::new(&pool)
+                .with_config(config(SyncDirectory::QUEUE));
+            let batch = apalis_sqlite::SqliteStorage::<PushBatch>::new(&pool)
+                .with_config(config(PushBatch::QUEUE));
+            let progress = apalis_sqlite::SqliteStorage::<PushProgress>::new(&pool)
+                .with_config(config(PushProgress::QUEUE));
+            let reconcile = apalis_sqlite::SqliteStorage::<ReconcileDevice>::new(&pool)
+                .with_config(config(ReconcileDevice::QUEUE));
+            let certificates = apalis_sqlite::SqliteStorage::<MaintainCertificates>::new(&pool)
+                .with_config(config(MaintainCertificates::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
                     prune,
                     PruneTables,
                     jobs::prune_tables,
+                    name,
+                    deps
+                ))
+                .register(job_worker!(sync, SyncDirectory, jobs::sync_directory, name, deps))
+                .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
+                .register(job_worker!(progress, PushProgress, jobs::push_progress, name, deps))
+                .register(job_worker!(reconcile, ReconcileDevice, jobs::reconcile_device, name, deps))
+                .register(job_worker!(
+                    certificates,
+                    MaintainCertificates,
+                    jobs::maintain_certificates,
                     name,
                     deps
                 ))
@@ -95,6 +140,16 @@ pub async fn run(
                 .with_config(config(WakeDevice::QUEUE));
             let prune = apalis_postgres::PostgresStorage::<PruneTables>::new(&pool)
                 .with_config(config(PruneTables::QUEUE));
+            let sync = apalis_postgres::PostgresStorage::<SyncDirectory>::new(&pool)
+                .with_config(config(SyncDirectory::QUEUE));
+            let batch = apalis_postgres::PostgresStorage::<PushBatch>::new(&pool)
+                .with_config(config(PushBatch::QUEUE));
+            let progress = apalis_postgres::PostgresStorage::<PushProgress>::new(&pool)
+                .with_config(config(PushProgress::QUEUE));
+            let reconcile = apalis_postgres::PostgresStorage::<ReconcileDevice>::new(&pool)
+                .with_config(config(ReconcileDevice::QUEUE));
+            let certificates = apalis_postgres::PostgresStorage::<MaintainCertificates>::new(&pool)
+                .with_config(config(MaintainCertificates::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
@@ -104,11 +159,24 @@ pub async fn run(
                     name,
                     deps
                 ))
+                .register(job_worker!(sync, SyncDirectory, jobs::sync_directory, name, deps))
+                .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
+                .register(job_worker!(progress, PushProgress, jobs::push_progress, name, deps))
+                .register(job_worker!(reconcile, ReconcileDevice, jobs::reconcile_device, name, deps))
+                .register(job_worker!(
+                    certificates,
+                    MaintainCertificates,
+                    jobs::maintain_certificates,
+                    name,
+                    deps
+                ))
                 .run_with_signal(signal)
                 .await
         }
     };
     scheduler.abort();
+    directory_schedule.abort();
+    certificate_schedule.abort();
     result.map_err(|e| anyhow::anyhow!("worker monitor stopped: {e}"))
 }
 

@@ -109,6 +109,7 @@ pub(crate) async fn put_push_certificate(
     caller: Caller,
     ApiJson(body): ApiJson<UploadPushCertificate>,
 ) -> Result<Json<PushCertificateInfo>, ApiError> {
+    caller.require_technician()?;
     let info = store_push_certificate(&state, &body.pem, body.force, &caller.audit("apple.push_certificate.upload")).await?;
     Ok(Json(info))
 }

@@ -87,6 +87,13 @@ pub(crate) async fn register_device(
         model: trimmed(body.model),
         school_id: trimmed(body.school_id),
     };
+    // Staff register devices for their own schools only.
+    if !caller.principal.scope().allows(new.school_id.as_deref()) {
+        return Err(ApiError::NotFound(format!(
+            "school {} not found",
+            new.school_id.as_deref().unwrap_or("(none)")
+        )));
+    }
     if new.serial_number.is_none() && new.udid.is_none() {
         return Err(ApiError::BadRequest(
             "a device needs a serial_number or a udid to be recognised when it enrols".into(),

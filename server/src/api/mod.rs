@@ -2,14 +2,20 @@
 //! (in later modules) the device protocols.
 
 mod apple;
-mod auth;
+pub(crate) mod auth;
+pub(crate) mod auth_login;
 mod commands;
 pub(crate) mod devices;
+mod directory;
+mod people;
+mod profiles;
+mod pushes;
 mod schools;
 mod system;
 
 pub use apple::{PushCertificateInfo, import_push_certificate};
-pub use auth::Caller;
+pub use auth::{Caller, Credential};
+pub use directory::{import_csv, sync_policy};
 
 use crate::state::AppState;
 use axum::Router;
@@ -49,16 +55,44 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(apple::enrollment_profile))
         .routes(routes!(apple::create_link))
         .routes(routes!(apple::get_push_certificate, apple::put_push_certificate))
+        .routes(routes!(auth_login::login))
+        .routes(routes!(auth_login::logout))
+        .routes(routes!(auth_login::create_token, auth_login::list_tokens))
+        .routes(routes!(auth_login::revoke_token))
+        .routes(routes!(directory::start_sync))
+        .routes(routes!(directory::latest_run))
+        .routes(routes!(directory::get_run))
+        .routes(routes!(directory::import))
+        .routes(routes!(people::list_people))
+        .routes(routes!(people::get_person))
+        .routes(routes!(people::list_classes))
         .routes(routes!(
             crate::windows::api::create_enrollment_secret,
             crate::windows::api::list_enrollment_secrets
         ))
         .routes(routes!(crate::windows::api::revoke_enrollment_secret))
+        .routes(routes!(profiles::list_profiles, profiles::create_profile))
+        .routes(routes!(profiles::validate_profile))
+        .routes(routes!(profiles::get_profile, profiles::update_profile))
+        .routes(routes!(profiles::list_versions))
+        .routes(routes!(profiles::list_assignments))
+        .routes(routes!(profiles::device_profiles))
+        .routes(routes!(profiles::list_device_groups, profiles::create_device_group))
+        .routes(routes!(profiles::list_certificates, profiles::request_certificate))
+        .routes(routes!(profiles::revoke_certificate))
+        .routes(routes!(pushes::list_pushes, pushes::create_push))
+        .routes(routes!(pushes::get_push))
+        .routes(routes!(pushes::push_devices))
+        .routes(routes!(pushes::push_events))
+        .routes(routes!(pushes::pause_push))
+        .routes(routes!(pushes::resume_push))
+        .routes(routes!(pushes::cancel_push))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()
         .route("/healthz", axum::routing::get(system::healthz))
         .route("/metrics", axum::routing::get(system::metrics))
+        .route("/pki/crl.der", axum::routing::get(profiles::crl))
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
@@ -69,6 +103,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(api)
         .merge(crate::apple::routes())
         .merge(crate::windows::routes())
+        .merge(crate::web::routes())
         .fallback(system::not_found)
         .with_state(state)
 }

@@ -31,7 +31,13 @@ pub(crate) async fn handle(
     let stored = to_storage_report(&report, &body)?;
     let next = state
         .store
-        .apple_report(&binding.device_id, &stored, state.clock.now())
+        .apple_report(
+            &binding.device_id,
+            &stored,
+            state.clock.now()
+                + chrono::Duration::seconds(state.settings.apple.not_now_retry_secs as i64),
+            state.clock.now(),
+        )
         .await?;
     let Some(next) = next else {
         return Ok(StatusCode::OK.into_response());

@@ -7,6 +7,8 @@
 use super::{
     ENROLLMENT_PATH, MANAGEMENT_PATH, POLICY_PATH, PROVIDER_ID, random_base64, url, xml_response,
 };
+use crate::error::ApiError;
+use crate::signin::Via;
 use crate::state::AppState;
 use axum::Extension;
 use axum::body::Bytes;
@@ -15,9 +17,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use flotte_core::CoreError;
-use flotte_core::auth::AuthError;
 use flotte_pki::{ClientCertificateRequest, PkiError};
-use flotte_storage::{WindowsCredentials, WindowsEnrolledBy, WindowsEnrollment};
+use flotte_storage::{WindowsCredentials, WindowsEnrolledBy, WindowsEnrollment, WindowsIdentity};
 use flotte_windows::commands::WindowsCommand;
 use flotte_windows::provisioning::{CertStore, DigestCredential, PollSchedule, ProvisioningDoc};
 use flotte_windows::soap::{
@@ -96,7 +97,11 @@ pub(crate) async fn discovery(State(state): State<AppState>, body: Bytes) -> Res
     ))
 }
 
-pub(crate) async fn policy(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn policy(
+    State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
     let request = match soap::parse_get_policies(&body) {
         Ok(r) => r,
         Err(e) => return fault(Service::Policy, e.fault(), None),
@@ -107,6 +112,7 @@ pub(crate) async fn policy(State(state): State<AppState>, body: Bytes) -> Respon
         &state,
         Service::Policy,
         request.header.credential.as_ref(),
+        source_of(connect),
         relates_to,
         now,
     )
@@ -122,12 +128,15 @@ pub(crate) async fn policy(State(state): State<AppState>, body: Bytes) -> Respon
     ))
 }
 
-/// Checks the `UsernameToken`; the policy step checks without using up a secret, the
-/// enrolment step's storage transaction counts the use.
+/// Checks the `UsernameToken`. An enrolment secret is looked up (the policy step does not
+/// spend a use; the enrolment step's transaction counts it). A password goes through staff
+/// sign-in, so the same throttle, audit and rule apply as for the web: only staff with a
+/// school role in Flotte (or technicians) may enrol, not pupils.
 async fn authenticate(
     state: &AppState,
     service: Service,
     credential: Option<&Credential>,
+    source: Option<String>,
     relates_to: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<WindowsEnrolledBy, Response> {
@@ -154,26 +163,21 @@ async fn authenticate(
             Err(e) => Err(internal(service, &e, relates_to)),
         };
     }
-    match state.authenticator.authenticate(username, password).await {
+    match crate::signin::sign_in(state, username, password, source, Via::Api).await {
         Ok(staff) => Ok(WindowsEnrolledBy::Staff {
-            username: staff.username,
+            username: staff.name,
         }),
-        Err(AuthError::InvalidCredentials) => Err(refuse(
-            FaultCode::Authentication,
-            "wrong user name or password",
-        )),
-        Err(AuthError::NotConfigured) => Err(refuse(
-            FaultCode::Authentication,
-            "password sign-in is not configured; enrol with an enrolment secret",
-        )),
-        Err(AuthError::Unavailable(reason)) => {
-            tracing::error!(%reason, "directory unavailable for Windows enrolment");
-            Err(refuse(
-                FaultCode::EnrollmentServer,
-                "the directory is not reachable; try again later",
-            ))
+        Err(ApiError::Unauthorized(reason) | ApiError::TooManyRequests(reason)) => {
+            Err(refuse(FaultCode::Authentication, &reason))
         }
+        Err(ApiError::Forbidden(reason)) => Err(refuse(FaultCode::Authorization, &reason)),
+        Err(ApiError::Unavailable(reason)) => Err(refuse(FaultCode::EnrollmentServer, &reason)),
+        Err(e) => Err(internal(service, &e, relates_to)),
     }
+}
+
+fn source_of(connect: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<String> {
+    connect.map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
 }
 
 /// A DeviceID as Windows sends it (32 hex digits in practice); anything that could not be a
@@ -200,10 +204,12 @@ pub(crate) async fn enrollment(
     let relates_to = relates_to.as_deref();
     let refuse = |code, reason: String| fault(SERVICE, Fault::new(code, reason), relates_to);
     let now = state.clock.now();
+    let source = source_of(connect);
     let enrolled_by = match authenticate(
         &state,
         SERVICE,
         request.header.credential.as_ref(),
+        source.clone(),
         relates_to,
         now,
     )
@@ -275,6 +281,10 @@ pub(crate) async fn enrollment(
             );
         }
     };
+    let subject = match flotte_pki::certificate_info(&issued.cert_der) {
+        Ok(info) => info.subject,
+        Err(e) => return internal(SERVICE, &e, relates_to),
+    };
 
     let credentials = WindowsCredentials {
         digest_username: device_id.clone(),
@@ -296,12 +306,16 @@ pub(crate) async fn enrollment(
         os_version: request.context_value("OSVersion").map(str::to_owned),
         enrolled_by,
         credentials: credentials.clone(),
-        identity_sha256: issued.sha256_hex.clone(),
-        identity_serial: issued.serial_hex.clone(),
-        identity_not_after: issued.not_after,
+        identity: WindowsIdentity {
+            sha256: issued.sha256_hex.clone(),
+            serial_hex: issued.serial_hex.clone(),
+            subject,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+        },
         new_device_id: uuid::Uuid::new_v4().to_string(),
         initial_commands: vec![(inventory.request_type().to_owned(), inventory.payload())],
-        source: connect.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
+        source,
     };
     let enrolled = match state.store.enroll_windows_device(enrolment, now).await {
         Ok(enrolled) => enrolled,

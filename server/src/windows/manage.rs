@@ -38,7 +38,8 @@ fn syncml_response(status: StatusCode, message: &SyncMessage) -> Response {
     xml_response(status, SYNCML_CONTENT_TYPE, message.to_xml())
 }
 
-fn bad_request(status: StatusCode, reason: &str) -> Response {
+/// A plain-text refusal for what is not a usable message, or cannot be taken now.
+fn refuse(status: StatusCode, reason: &str) -> Response {
     tracing::info!(%status, %reason, "Windows management message refused");
     xml_response(status, "text/plain; charset=utf-8", reason.to_owned())
 }
@@ -58,7 +59,11 @@ fn unauthorized(state: &AppState, message: &SyncMessage, nonce: &str, reason: &s
 
 /// What the message proves, or why it proves something false.
 enum Evidence {
-    Proof(Proof, bool),
+    Proof {
+        proof: Proof,
+        /// The digest was computed with the previous nonce (our last nonce hand-over was lost).
+        used_previous_nonce: bool,
+    },
     Refused(&'static str),
 }
 
@@ -77,10 +82,16 @@ fn evidence(
         if !issued_here {
             return Evidence::Refused("the client certificate is not this device's identity");
         }
-        return Evidence::Proof(Proof::Certificate, false);
+        return Evidence::Proof {
+            proof: Proof::Certificate,
+            used_previous_nonce: false,
+        };
     }
     let Some(cred) = &message.header.cred else {
-        return Evidence::Proof(Proof::None, false);
+        return Evidence::Proof {
+            proof: Proof::None,
+            used_previous_nonce: false,
+        };
     };
     if cred.auth_type != AUTH_MD5 {
         return Evidence::Refused("only syncml:auth-md5 credentials are accepted");
@@ -96,12 +107,18 @@ fn evidence(
     let name = &device.digest_username;
     let secret = &device.digest_secret;
     if verify_md5(&cred.data, name, secret, &decode_nonce(&device.nonce)) {
-        return Evidence::Proof(Proof::Digest, false);
+        return Evidence::Proof {
+            proof: Proof::Digest,
+            used_previous_nonce: false,
+        };
     }
     if let Some(previous) = &device.previous_nonce
         && verify_md5(&cred.data, name, secret, &decode_nonce(previous))
     {
-        return Evidence::Proof(Proof::Digest, true);
+        return Evidence::Proof {
+            proof: Proof::Digest,
+            used_previous_nonce: true,
+        };
     }
     Evidence::Refused("wrong digest")
 }
@@ -202,6 +219,28 @@ fn inventory_of(message: &SyncMessage) -> WindowsInventory {
     }
 }
 
+/// Everything the message reports, for storage.
+fn report_of(message: &SyncMessage, unenrolled: bool) -> Result<WindowsReport, String> {
+    Ok(WindowsReport {
+        outcomes: outcomes(message)?,
+        inventory: inventory_of(message),
+        unenrolled,
+    })
+}
+
+/// The device's status for our previous message's header, when it is not a success (a
+/// device asking us to authenticate, which Flotte does not do, would show up here).
+fn refused_header(message: &SyncMessage) -> Option<&str> {
+    message.body.iter().find_map(|c| match c {
+        SyncCommand::Status(s)
+            if s.cmd == "SyncHdr" && !s.code_number().is_some_and(is_success) =>
+        {
+            Some(s.code.as_str())
+        }
+        _ => None,
+    })
+}
+
 pub(crate) async fn management(
     State(state): State<AppState>,
     tls: Option<Extension<Arc<TlsInfo>>>,
@@ -209,14 +248,14 @@ pub(crate) async fn management(
 ) -> Response {
     let now = state.clock.now();
     if body.iter().all(u8::is_ascii_whitespace) {
-        return bad_request(StatusCode::BAD_REQUEST, "empty SyncML message");
+        return refuse(StatusCode::BAD_REQUEST, "empty SyncML message");
     }
     let message = match syncml::parse(&body) {
         Ok(m) => m,
         Err(syncml::SyncMlError::Xml(flotte_windows::xml::XmlError::TooLarge { .. })) => {
-            return bad_request(StatusCode::PAYLOAD_TOO_LARGE, "SyncML message too large");
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "SyncML message too large");
         }
-        Err(e) => return bad_request(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let device = match state.store.windows_device(&message.header.source).await {
         Ok(Some(d)) if d.active => d,
@@ -230,7 +269,7 @@ pub(crate) async fn management(
         }
         Err(e) => {
             tracing::error!(error = %e, "Windows management: storage failed");
-            return bad_request(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later");
         }
     };
     let (proof, used_previous) = match evidence(
@@ -240,7 +279,10 @@ pub(crate) async fn management(
         tls.as_deref().map(Arc::as_ref),
         now,
     ) {
-        Evidence::Proof(proof, used_previous) => (proof, used_previous),
+        Evidence::Proof {
+            proof,
+            used_previous_nonce,
+        } => (proof, used_previous_nonce),
         Evidence::Refused(reason) => return unauthorized(&state, &message, &device.nonce, reason),
     };
     let session = SessionState {
@@ -262,7 +304,7 @@ pub(crate) async fn management(
         }
         Err(refusal) => {
             tracing::info!(device = %device.device_id, %refusal, "Windows management message refused");
-            return bad_request(StatusCode::BAD_REQUEST, &refusal.to_string());
+            return refuse(StatusCode::BAD_REQUEST, &refusal.to_string());
         }
     };
     let rotation =
@@ -271,21 +313,12 @@ pub(crate) async fn management(
             used_previous,
         });
     let alerts = message.alerts();
-    let report = match outcomes(&message) {
-        Ok(outcomes) => WindowsReport {
-            outcomes,
-            inventory: inventory_of(&message),
-            unenrolled: alerts.unenrolled,
-        },
-        Err(reason) => return bad_request(StatusCode::BAD_REQUEST, &reason),
+    let report = match report_of(&message, alerts.unenrolled) {
+        Ok(report) => report,
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
     };
-    for status in message.body.iter().filter_map(|c| match c {
-        SyncCommand::Status(s) if s.cmd == "SyncHdr" => Some(s),
-        _ => None,
-    }) {
-        if !status.code_number().is_some_and(is_success) {
-            tracing::warn!(device = %device.device_id, code = %status.code, "the device did not accept our last message's header");
-        }
+    if let Some(code) = refused_header(&message) {
+        tracing::warn!(device = %device.device_id, %code, "the device did not accept our last message's header");
     }
     let step = WindowsSessionStep {
         expected_session_id: device.session_id.clone(),
@@ -313,11 +346,11 @@ pub(crate) async fn management(
         .await;
     let recorded = match recorded {
         Ok(r) => r,
-        Err(CoreError::Invalid(reason)) => return bad_request(StatusCode::BAD_REQUEST, &reason),
-        Err(CoreError::Conflict(reason)) => return bad_request(StatusCode::CONFLICT, &reason),
+        Err(CoreError::Invalid(reason)) => return refuse(StatusCode::BAD_REQUEST, &reason),
+        Err(CoreError::Conflict(reason)) => return refuse(StatusCode::CONFLICT, &reason),
         Err(e) => {
             tracing::error!(error = %e, device = %device.device_id, "Windows management: storage failed");
-            return bad_request(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later");
         }
     };
     if recorded.unenrolled {

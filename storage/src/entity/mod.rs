@@ -1,15 +1,34 @@
 //! sea-orm entities: one file per table, columns as the migrations made them.
 
 pub mod api_token;
+pub mod assignment;
 pub mod audit_log;
 pub mod certificate;
+pub mod class;
+pub mod class_member;
 pub mod command;
 pub mod device;
+pub mod device_group;
+pub mod device_group_member;
+pub mod directory_run;
+pub mod directory_sync_state;
 pub mod enrollment;
 pub mod enrollment_link;
 pub mod installed_profile;
+pub mod local_account;
+pub mod login_throttle;
+pub mod person;
+pub mod person_school;
+pub mod profile_certificate;
+pub mod profile_crl;
+pub mod profile_device_state;
+pub mod profile_template;
+pub mod profile_version;
+pub mod push;
 pub mod push_certificate;
+pub mod push_target;
 pub mod school;
+pub mod web_session;
 pub mod windows_command_delivery;
 pub mod windows_device;
 pub mod windows_enrollment_secret;

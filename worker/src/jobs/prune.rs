@@ -14,8 +14,13 @@ pub(crate) async fn prune_tables(
         .store
         .prune(now, retention.command_days, retention.job_days)
         .await?;
-    tracing::info!(?report, requested_by = %job.requested_by, "pruned finished commands and jobs");
-    if report.commands_deleted + report.jobs_deleted > 0 {
+    // Finished pushes go with the commands they followed.
+    let pushes = deps
+        .store
+        .prune_pushes(now - chrono::Duration::days(i64::from(retention.command_days)))
+        .await?;
+    tracing::info!(?report, pushes, requested_by = %job.requested_by, "pruned finished commands and jobs");
+    if report.commands_deleted + report.jobs_deleted + pushes > 0 {
         deps.store
             .audit(
                 &AuditEntry::new("system", "tables.prune", "queues")

@@ -1,0 +1,15 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "class_members")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub class_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub person_id: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,1615 @@
+//! Bulk pushes: a profile version (or its removal, or a full sync) to a scope, fanned out
+//! per device in batches, with per-device progress, and the queueing of profile commands
+//! that pushes and reconciliations share.
+//!
+//! Nothing here is sent twice: a push's devices are rows keyed by (push, device) whose
+//! status moves from `pending` exactly once, in the transaction that queues the device's
+//! commands; and a device's profile record is claimed (by the pending command it names)
+//! in the same transaction, so a push and a reconciliation racing for one device queue one
+//! command between them.
+
+use crate::db::{commit, db_err};
+use crate::entity::{
+    assignment, command, device, device_group_member, profile_device_state, profile_template,
+    push, push_target,
+};
+use crate::profiles::{find_profile_row, placeholders, platforms_of, scoped_class, scoped_group, scoped_school};
+use crate::{NewCommand, Store, audit, jobs};
+use chrono::{DateTime, Duration, Utc};
+use flotte_core::CoreError;
+use flotte_core::assignment::{
+    AssignmentScope, ProfileCommand, PushAction, PushStatus, TargetStatus, supersedes,
+};
+use flotte_core::audit::AuditEntry;
+use flotte_core::auth::SchoolScope;
+use flotte_core::command::CommandStatus;
+use flotte_core::device::Platform;
+use flotte_core::jobs::{PushBatch, PushProgress, WakeDevice};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The identifier a sync push carries: it concerns every profile.
+pub const ALL_PROFILES: &str = "*";
+
+/// A push to create.
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    /// The template (id or identifier); `None` for [`PushAction::Sync`].
+    pub profile: Option<String>,
+    /// The version to install; `None` for the newest.
+    pub version: Option<i32>,
+    pub action: PushAction,
+    pub scope: AssignmentScope,
+    /// Devices per fan-out job.
+    pub batch_size: u32,
+    /// Devices silent this long are woken again.
+    pub silent_after_secs: u64,
+    /// When the first progress tick runs.
+    pub first_tick_at: DateTime<Utc>,
+    /// When the push stops waiting for devices.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A push as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PushRecord {
+    pub id: String,
+    /// The profile's identifier (`*` for a sync).
+    pub profile: String,
+    pub version: Option<i32>,
+    pub action: PushAction,
+    pub scope: AssignmentScope,
+    pub school_id: Option<String>,
+    pub status: PushStatus,
+    /// Devices the push reaches.
+    pub total: i32,
+    pub batches: i32,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last device's commands were queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    /// Devices per status (every status listed, zeros included).
+    pub counts: BTreeMap<TargetStatus, i64>,
+}
+
+impl PushRecord {
+    /// Devices whose part is over.
+    pub fn done(&self) -> i64 {
+        self.counts
+            .iter()
+            .filter(|(status, _)| status.is_final())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// One device of a push.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PushTargetRecord {
+    pub device_id: String,
+    pub status: TargetStatus,
+    pub command_id: Option<String>,
+    pub wakes: i32,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a fan-out batch has to plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushBatchWork {
+    pub push_id: String,
+    pub identifier: String,
+    pub version: Option<i32>,
+    pub action: PushAction,
+    pub generation: i32,
+    /// The batch's devices still pending.
+    pub devices: Vec<String>,
+}
+
+/// What the planner saw of a device's record of one profile: the commit goes ahead only if
+/// it is still so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub exists: bool,
+    pub pending_command_id: Option<String>,
+}
+
+/// What to do about one profile on one device.
+#[derive(Debug, Clone)]
+pub enum ChangeKind {
+    /// Queue `commands` (in order) to install this rendering.
+    Install {
+        version: i32,
+        checksum: String,
+        commands: Vec<NewCommand>,
+        /// Windows: the commands that will undo this version (JSON), kept once installed.
+        removal: Option<String>,
+    },
+    /// Queue `commands` to remove the profile.
+    Remove { commands: Vec<NewCommand> },
+    /// Nothing to send: the device has it (or it is on its way in the pending command).
+    /// `withdraw` cancels a pending command that no longer leads anywhere wanted.
+    Keep {
+        expected_version: Option<i32>,
+        expected_checksum: Option<String>,
+        withdraw: bool,
+    },
+    /// It cannot be rendered or installed on this device.
+    Fail { error: String },
+    /// Drop the record: neither expected nor on the device.
+    Forget,
+}
+
+/// One profile's change on one device.
+#[derive(Debug, Clone)]
+pub struct ProfileChange {
+    pub identifier: String,
+    pub seen: Seen,
+    pub kind: ChangeKind,
+}
+
+/// Every change for one device, plus commands to send after them that track nothing (a
+/// `ProfileList` after a sync).
+#[derive(Debug, Clone)]
+pub struct DeviceChanges {
+    pub device_id: String,
+    pub changes: Vec<ProfileChange>,
+    pub trailing: Vec<NewCommand>,
+}
+
+/// What one fan-out batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchOutcome {
+    /// Devices that got at least one new command.
+    pub queued: u64,
+    /// Devices that needed nothing, or were already getting it.
+    pub unchanged: u64,
+    pub failed: u64,
+    /// Devices another run had already planned (nothing done for them).
+    pub skipped: u64,
+    /// Commands inserted.
+    pub commands: u64,
+    /// Earlier commands withdrawn because these replace them.
+    pub superseded: u64,
+}
+
+/// What one progress tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressReport {
+    /// Targets whose status changed.
+    pub updated: u64,
+    /// Devices woken again.
+    pub woken: u64,
+    /// The push is over (or gone): stop ticking.
+    pub finished: bool,
+}
+
+/// The target a device's changes amount to, for a push about `identifier`.
+struct TargetResult {
+    status: TargetStatus,
+    command_id: Option<String>,
+    error: Option<String>,
+}
+
+fn to_push(m: push::Model, counts: BTreeMap<TargetStatus, i64>) -> Result<PushRecord, CoreError> {
+    let mut all: BTreeMap<TargetStatus, i64> =
+        TargetStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+    all.extend(counts);
+    Ok(PushRecord {
+        action: m.action.parse()?,
+        status: m.status.parse()?,
+        scope: AssignmentScope::from_parts(&m.scope_kind, &m.scope_id)?,
+        id: m.id,
+        profile: m.identifier,
+        version: m.version,
+        school_id: m.school_id,
+        total: m.total,
+        batches: m.batches,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        started_at: m.started_at,
+        queued_at: m.queued_at,
+        finished_at: m.finished_at,
+        expires_at: m.expires_at,
+        counts: all,
+    })
+}
+
+async fn counts(
+    conn: &impl ConnectionTrait,
+    push_id: &str,
+) -> Result<BTreeMap<TargetStatus, i64>, CoreError> {
+    let rows: Vec<(String, i64)> = push_target::Entity::find()
+        .select_only()
+        .column(push_target::Column::Status)
+        .column_as(Expr::col(push_target::Column::DeviceId).count(), "n")
+        .filter(push_target::Column::PushId.eq(push_id))
+        .group_by(push_target::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await
+        .map_err(CoreError::storage)?;
+    rows.into_iter()
+        .map(|(status, n)| Ok((status.parse()?, n)))
+        .collect()
+}
+
+async fn scoped_push(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    scope: &SchoolScope,
+) -> Result<push::Model, CoreError> {
+    let mut query = push::Entity::find_by_id(id);
+    if let SchoolScope::Schools(ids) = scope {
+        query = query.filter(push::Column::SchoolId.is_in(ids.clone()));
+    }
+    query
+        .one(conn)
+        .await
+        .map_err(CoreError::storage)?
+        .ok_or_else(|| CoreError::NotFound(format!("push {id}")))
+}
+
+const OPEN: [&str; 3] = ["queued", "sent", "not_now"];
+
+fn new_command_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+/// The devices a scope reaches, normalised (ids instead of codes), with the school the
+/// scope belongs to and the SQL condition on `devices`.
+async fn resolve_scope(
+    conn: &impl ConnectionTrait,
+    scope: &AssignmentScope,
+    within: &SchoolScope,
+) -> Result<(AssignmentScope, Option<String>, Condition), CoreError> {
+    let in_scope = |ids: &Vec<String>| device::Column::SchoolId.is_in(ids.clone());
+    let mut cond = Condition::all();
+    if let SchoolScope::Schools(ids) = within {
+        cond = cond.add(in_scope(ids));
+    }
+    Ok(match scope {
+        AssignmentScope::All => (AssignmentScope::All, None, cond),
+        AssignmentScope::Platform(p) => (
+            scope.clone(),
+            None,
+            cond.add(device::Column::Platform.eq(p.as_str())),
+        ),
+        AssignmentScope::School(key) => {
+            let school = scoped_school(conn, key, within).await?;
+            (
+                AssignmentScope::School(school.id.clone()),
+                Some(school.id.clone()),
+                cond.add(device::Column::SchoolId.eq(school.id)),
+            )
+        }
+        AssignmentScope::Class(key) => {
+            let class = scoped_class(conn, key, within).await?;
+            let lent = Query::select()
+                .column((Alias::new("loans"), Alias::new("device_id")))
+                .from(Alias::new("loans"))
+                .inner_join(
+                    Alias::new("class_members"),
+                    Expr::col((Alias::new("class_members"), Alias::new("person_id")))
+                        .equals((Alias::new("loans"), Alias::new("person_id"))),
+                )
+                .and_where(Expr::col((Alias::new("loans"), Alias::new("returned_at"))).is_null())
+                .and_where(
+                    Expr::col((Alias::new("class_members"), Alias::new("class_id")))
+                        .eq(class.id.clone()),
+                )
+                .to_owned();
+            (
+                AssignmentScope::Class(class.id),
+                Some(class.school_id),
+                cond.add(device::Column::Id.in_subquery(lent)),
+            )
+        }
+        AssignmentScope::DeviceGroup(key) => {
+            let group = scoped_group(conn, key, within).await?;
+            let members = Query::select()
+                .column(device_group_member::Column::DeviceId)
+                .from(device_group_member::Entity)
+                .and_where(device_group_member::Column::GroupId.eq(group.id.clone()))
+                .to_owned();
+            (
+                AssignmentScope::DeviceGroup(group.id),
+                group.school_id,
+                cond.add(device::Column::Id.in_subquery(members)),
+            )
+        }
+        AssignmentScope::Device(key) => {
+            let mut query = device::Entity::find().filter(
+                Condition::any()
+                    .add(device::Column::Id.eq(key.as_str()))
+                    .add(device::Column::Udid.eq(key.as_str()))
+                    .add(device::Column::SerialNumber.eq(key.as_str())),
+            );
+            if let SchoolScope::Schools(ids) = within {
+                query = query.filter(in_scope(ids));
+            }
+            let d = query
+                .one(conn)
+                .await
+                .map_err(CoreError::storage)?
+                .ok_or_else(|| CoreError::NotFound(format!("device {key}")))?;
+            (
+                AssignmentScope::Device(d.id.clone()),
+                d.school_id,
+                cond.add(device::Column::Id.eq(d.id)),
+            )
+        }
+    })
+}
+
+/// Withdraw a command the device has not fetched; the push targets following it become
+/// `superseded`. Returns whether it was withdrawn (a command already sent stays).
+async fn withdraw(
+    txn: &DatabaseTransaction,
+    command_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, CoreError> {
+    let done = command::Entity::update_many()
+        .col_expr(
+            command::Column::Status,
+            Expr::value(CommandStatus::Cancelled.as_str()),
+        )
+        .col_expr(command::Column::FinishedAt, Expr::value(Some(now)))
+        .col_expr(command::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            command::Column::Error,
+            Expr::value(Some("superseded by a newer command for the same profile")),
+        )
+        .filter(command::Column::Id.eq(command_id))
+        .filter(command::Column::Status.is_in([
+            CommandStatus::Queued.as_str(),
+            CommandStatus::NotNow.as_str(),
+        ]))
+        .exec(txn)
+        .await
+        .map_err(CoreError::storage)?;
+    if done.rows_affected == 0 {
+        return Ok(false);
+    }
+    push_target::Entity::update_many()
+        .col_expr(
+            push_target::Column::Status,
+            Expr::value(TargetStatus::Superseded.as_str()),
+        )
+        .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+        .filter(push_target::Column::CommandId.eq(command_id))
+        .filter(push_target::Column::Status.is_in(OPEN))
+        .exec(txn)
+        .await
+        .map_err(CoreError::storage)?;
+    Ok(true)
+}
+
+/// Claims the device's record of one profile as the planner saw it: updates it (or
+/// creates it) only if its pending command is still the one seen. On PostgreSQL the row
+/// lock this takes makes a concurrent claim wait and then fail.
+async fn claim_state(
+    txn: &DatabaseTransaction,
+    device_id: &str,
+    identifier: &str,
+    seen: &Seen,
+    now: DateTime<Utc>,
+) -> Result<Option<profile_device_state::Model>, CoreError> {
+    if seen.exists {
+        let pending = match &seen.pending_command_id {
+            Some(id) => profile_device_state::Column::PendingCommandId.eq(id.as_str()),
+            None => profile_device_state::Column::PendingCommandId.is_null(),
+        };
+        let done = profile_device_state::Entity::update_many()
+            .col_expr(profile_device_state::Column::UpdatedAt, Expr::value(now))
+            .filter(profile_device_state::Column::DeviceId.eq(device_id))
+            .filter(profile_device_state::Column::Identifier.eq(identifier))
+            .filter(pending)
+            .exec(txn)
+            .await
+            .map_err(CoreError::storage)?;
+        if done.rows_affected == 0 {
+            return Ok(None);
+        }
+    } else {
+        let inserted = profile_device_state::Entity::insert(profile_device_state::ActiveModel {
+            device_id: Set(device_id.to_owned()),
+            identifier: Set(identifier.to_owned()),
+            expected_version: Set(None),
+            expected_checksum: Set(None),
+            installed_version: Set(None),
+            installed_checksum: Set(None),
+            installed_at: Set(None),
+            removal: Set(None),
+            pending_command_id: Set(None),
+            pending_action: Set(None),
+            pending_version: Set(None),
+            pending_checksum: Set(None),
+            pending_removal: Set(None),
+            last_error: Set(None),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                profile_device_state::Column::DeviceId,
+                profile_device_state::Column::Identifier,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(CoreError::storage)?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+    }
+    profile_device_state::Entity::find_by_id((device_id.to_owned(), identifier.to_owned()))
+        .one(txn)
+        .await
+        .map_err(CoreError::storage)
+}
+
+/// What the record's pending command is, in the planner's vocabulary.
+fn pending_command(row: &profile_device_state::Model) -> Option<ProfileCommand> {
+    let identifier = row.identifier.clone();
+    let checksum = row.pending_checksum.clone().unwrap_or_default();
+    match row.pending_action.as_deref()? {
+        "install" => Some(ProfileCommand::Install {
+            identifier,
+            checksum,
+        }),
+        "remove" => Some(ProfileCommand::Remove {
+            identifier,
+            checksum,
+        }),
+        _ => None,
+    }
+}
+
+/// Applies one device's changes in `txn`: claims each record, withdraws what the new
+/// commands supersede, queues the commands, and records what is now pending. Returns the
+/// rows to insert and, for a push about `identifier`, where the device stands.
+#[allow(clippy::too_many_arguments)]
+async fn apply_changes(
+    txn: &DatabaseTransaction,
+    changes: &DeviceChanges,
+    push_id: Option<&str>,
+    identifier: &str,
+    created_by: &str,
+    now: DateTime<Utc>,
+    rows: &mut Vec<command::ActiveModel>,
+    outcome: &mut BatchOutcome,
+) -> Result<TargetResult, CoreError> {
+    let device_id = changes.device_id.as_str();
+    let mut queued_any: Option<String> = None;
+    let mut followed: Option<String> = None;
+    let mut failed: Option<String> = None;
+    let mut relevant: Option<TargetResult> = None;
+    let queue = |commands: &[NewCommand], rows: &mut Vec<command::ActiveModel>| {
+        let mut last = None;
+        for new in commands {
+            let id = new_command_id();
+            rows.push(command::ActiveModel {
+                id: Set(id.clone()),
+                device_id: Set(device_id.to_owned()),
+                request_type: Set(new.request_type.clone()),
+                payload: Set(new.payload.to_string()),
+                status: Set(CommandStatus::Queued.as_str().to_owned()),
+                created_by: Set(created_by.to_owned()),
+                push_id: Set(push_id.map(str::to_owned)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                sent_at: Set(None),
+                finished_at: Set(None),
+                result: Set(None),
+                error: Set(None),
+            });
+            last = Some(id);
+        }
+        last
+    };
+    for change in &changes.changes {
+        let Some(row) = claim_state(txn, device_id, &change.identifier, &change.seen, now).await?
+        else {
+            // Someone else queued for this profile since it was planned: their command
+            // stands, and the next plan starts from it.
+            outcome.skipped += 1;
+            continue;
+        };
+        let pending = pending_command(&row);
+        let mut active = row.clone().into_active_model();
+        active.updated_at = Set(now);
+        let result = match &change.kind {
+            ChangeKind::Install {
+                version,
+                checksum,
+                commands,
+                removal,
+            } => {
+                let new = ProfileCommand::Install {
+                    identifier: change.identifier.clone(),
+                    checksum: checksum.clone(),
+                };
+                supersede(txn, &row, pending.as_ref(), &new, now, outcome).await?;
+                let last = queue(commands, rows);
+                active.expected_version = Set(Some(*version));
+                active.expected_checksum = Set(Some(checksum.clone()));
+                active.pending_command_id = Set(last.clone());
+                active.pending_action = Set(Some("install".into()));
+                active.pending_version = Set(Some(*version));
+                active.pending_checksum = Set(Some(checksum.clone()));
+                active.pending_removal = Set(removal.clone());
+                active.last_error = Set(None);
+                queued_any = last.clone().or(queued_any);
+                TargetResult {
+                    status: TargetStatus::Queued,
+                    command_id: last,
+                    error: None,
+                }
+            }
+            ChangeKind::Remove { commands } => {
+                let checksum = row.installed_checksum.clone().unwrap_or_default();
+                let new = ProfileCommand::Remove {
+                    identifier: change.identifier.clone(),
+                    checksum: checksum.clone(),
+                };
+                supersede(txn, &row, pending.as_ref(), &new, now, outcome).await?;
+                let last = queue(commands, rows);
+                active.expected_version = Set(None);
+                active.expected_checksum = Set(None);
+                active.pending_command_id = Set(last.clone());
+                active.pending_action = Set(Some("remove".into()));
+                active.pending_version = Set(row.installed_version);
+                active.pending_checksum = Set(Some(checksum));
+                active.pending_removal = Set(None);
+                active.last_error = Set(None);
+                queued_any = last.clone().or(queued_any);
+                TargetResult {
+                    status: TargetStatus::Queued,
+                    command_id: last,
+                    error: None,
+                }
+            }
+            ChangeKind::Keep {
+                expected_version,
+                expected_checksum,
+                withdraw: withdraw_pending,
+            } => {
+                active.expected_version = Set(*expected_version);
+                active.expected_checksum = Set(expected_checksum.clone());
+                let mut follow = row.pending_command_id.clone();
+                if *withdraw_pending
+                    && let Some(id) = &row.pending_command_id
+                    && withdraw(txn, id, now).await?
+                {
+                    outcome.superseded += 1;
+                    follow = None;
+                    active.pending_command_id = Set(None);
+                    active.pending_action = Set(None);
+                    active.pending_version = Set(None);
+                    active.pending_checksum = Set(None);
+                    active.pending_removal = Set(None);
+                }
+                match follow {
+                    Some(id) => {
+                        followed = Some(id.clone());
+                        TargetResult {
+                            status: TargetStatus::Queued,
+                            command_id: Some(id),
+                            error: None,
+                        }
+                    }
+                    None => TargetResult {
+                        status: TargetStatus::Unchanged,
+                        command_id: None,
+                        error: None,
+                    },
+                }
+            }
+            ChangeKind::Fail { error } => {
+                active.last_error = Set(Some(error.clone()));
+                failed = Some(error.clone());
+                TargetResult {
+                    status: TargetStatus::Failed,
+                    command_id: None,
+                    error: Some(error.clone()),
+                }
+            }
+            ChangeKind::Forget => {
+                profile_device_state::Entity::delete_by_id((
+                    device_id.to_owned(),
+                    change.identifier.clone(),
+                ))
+                .exec(txn)
+                .await
+                .map_err(CoreError::storage)?;
+                if change.identifier == identifier {
+                    relevant = Some(TargetResult {
+                        status: TargetStatus::Unchanged,
+                        command_id: None,
+                        error: None,
+                    });
+                }
+                continue;
+            }
+        };
+        // A record that holds nothing (never installed, nothing pending, not expected) is
+        // not kept: it only existed for this plan.
+        let holds_nothing = row.installed_checksum.is_none()
+            && active.pending_command_id.try_as_ref().is_none_or(Option::is_none)
+            && active.expected_checksum.try_as_ref().is_none_or(Option::is_none);
+        if matches!(change.kind, ChangeKind::Keep { .. }) && holds_nothing {
+            profile_device_state::Entity::delete_by_id((
+                device_id.to_owned(),
+                change.identifier.clone(),
+            ))
+            .exec(txn)
+            .await
+            .map_err(CoreError::storage)?;
+        } else {
+            active.update(txn).await.map_err(CoreError::storage)?;
+        }
+        if change.identifier == identifier {
+            relevant = Some(result);
+        }
+    }
+    queue(&changes.trailing, rows);
+    if identifier != ALL_PROFILES {
+        return Ok(relevant.unwrap_or(TargetResult {
+            status: TargetStatus::Unchanged,
+            command_id: None,
+            error: None,
+        }));
+    }
+    Ok(match (queued_any.or(followed), failed) {
+        (Some(id), _) => TargetResult {
+            status: TargetStatus::Queued,
+            command_id: Some(id),
+            error: None,
+        },
+        (None, Some(error)) => TargetResult {
+            status: TargetStatus::Failed,
+            command_id: None,
+            error: Some(error),
+        },
+        (None, None) => TargetResult {
+            status: TargetStatus::Unchanged,
+            command_id: None,
+            error: None,
+        },
+    })
+}
+
+/// Withdraws the record's pending command if `new` supersedes it.
+async fn supersede(
+    txn: &DatabaseTransaction,
+    row: &profile_device_state::Model,
+    pending: Option<&ProfileCommand>,
+    new: &ProfileCommand,
+    now: DateTime<Utc>,
+    outcome: &mut BatchOutcome,
+) -> Result<(), CoreError> {
+    let (Some(old), Some(id)) = (pending, &row.pending_command_id) else {
+        return Ok(());
+    };
+    // The status is checked again by the conditional update; `Queued` here only asks
+    // whether the rule allows it at all.
+    if supersedes(old, CommandStatus::Queued, new) && withdraw(txn, id, now).await? {
+        outcome.superseded += 1;
+    }
+    Ok(())
+}
+
+/// Inserts the queued commands and wakes their devices.
+async fn insert_commands(
+    txn: &DatabaseTransaction,
+    rows: Vec<command::ActiveModel>,
+    coalesce_secs: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, CoreError> {
+    let mut devices = BTreeSet::new();
+    for row in &rows {
+        if let sea_orm::ActiveValue::Set(device) = &row.device_id {
+            devices.insert(device.clone());
+        }
+    }
+    let count = rows.len() as u64;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(400).collect();
+        command::Entity::insert_many(chunk)
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err("command"))?;
+    }
+    let window = now.timestamp() / Ord::max(coalesce_secs, 1);
+    for device_id in devices {
+        jobs::enqueue(txn, &WakeDevice { device_id, window }, now).await?;
+    }
+    Ok(count)
+}
+
+impl Store {
+    /// Create a push: change the assignment (install: assign the version to the scope;
+    /// remove: withdraw it), take the scope's enrolled devices the template renders for as
+    /// the push's targets, and enqueue the fan-out batches and the first progress tick, in
+    /// one transaction. A scope that reaches no device is refused and changes nothing.
+    pub async fn create_push(
+        &self,
+        new: &NewPush,
+        within: &SchoolScope,
+        actor: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<PushRecord, CoreError> {
+        let txn = self.write().await?;
+        let head = match (&new.profile, new.action) {
+            (Some(key), PushAction::Install | PushAction::Remove) => {
+                Some(find_profile_row(&txn, key).await?)
+            }
+            (None, PushAction::Sync) => None,
+            (None, _) => {
+                return Err(CoreError::Invalid(
+                    "profile: an install or remove push names a profile".into(),
+                ));
+            }
+            (Some(_), PushAction::Sync) => {
+                return Err(CoreError::Invalid(
+                    "profile: a sync push concerns every profile; leave it out".into(),
+                ));
+            }
+        };
+        let version = match (&head, new.action) {
+            (Some(h), PushAction::Install) => {
+                let version = new.version.unwrap_or(h.version);
+                if version < 1 || version > h.version {
+                    return Err(CoreError::NotFound(format!(
+                        "version {version} of profile {}",
+                        h.identifier
+                    )));
+                }
+                Some(version)
+            }
+            _ => None,
+        };
+        let (scope, school_id, mut cond) = resolve_scope(&txn, &new.scope, within).await?;
+        let platforms = match &head {
+            Some(h) => platforms_of(&h.platform),
+            None => vec![Platform::Apple, Platform::Windows],
+        };
+        cond = cond
+            .add(device::Column::EnrollmentState.eq("enrolled"))
+            .add(device::Column::Platform.is_in(platforms.iter().map(|p| p.as_str())));
+
+        if let (Some(h), Some(version)) = (&head, version) {
+            assignment::Entity::insert(assignment::ActiveModel {
+                id: Set(uuid::Uuid::new_v4().to_string()),
+                profile_id: Set(h.id.clone()),
+                version: Set(version),
+                scope_kind: Set(scope.kind().to_owned()),
+                scope_id: Set(scope.id().to_owned()),
+                school_id: Set(school_id.clone()),
+                created_by: Set(actor.actor.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    assignment::Column::ProfileId,
+                    assignment::Column::ScopeKind,
+                    assignment::Column::ScopeId,
+                ])
+                .update_columns([assignment::Column::Version, assignment::Column::UpdatedAt])
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(CoreError::storage)?;
+        } else if let (Some(h), PushAction::Remove) = (&head, new.action) {
+            assignment::Entity::delete_many()
+                .filter(assignment::Column::ProfileId.eq(h.id.clone()))
+                .filter(assignment::Column::ScopeKind.eq(scope.kind()))
+                .filter(assignment::Column::ScopeId.eq(scope.id()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+
+        let id = uuid::Uuid::new_v4().to_string();
+        let identifier = head
+            .as_ref()
+            .map_or_else(|| ALL_PROFILES.to_owned(), |h| h.identifier.clone());
+        let batch_size = Ord::max(new.batch_size, 1) as i32;
+        push::ActiveModel {
+            id: Set(id.clone()),
+            profile_id: Set(head.as_ref().map(|h| h.id.clone())),
+            identifier: Set(identifier.clone()),
+            version: Set(version),
+            action: Set(new.action.as_str().to_owned()),
+            scope_kind: Set(scope.kind().to_owned()),
+            scope_id: Set(scope.id().to_owned()),
+            school_id: Set(school_id.clone()),
+            status: Set(PushStatus::Queued.as_str().to_owned()),
+            total: Set(0),
+            batch_size: Set(batch_size),
+            batches: Set(0),
+            generation: Set(0),
+            silent_after_secs: Set(i64::try_from(new.silent_after_secs).unwrap_or(i64::MAX)),
+            created_by: Set(actor.actor.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            started_at: Set(None),
+            queued_at: Set(None),
+            finished_at: Set(None),
+            expires_at: Set(new.expires_at),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_err("push"))?;
+
+        // One statement, however large the scope: the database numbers the devices, and
+        // batch n takes the devices numbered [n × size, (n + 1) × size).
+        let select = Query::select()
+            .expr(Expr::val(id.clone()))
+            .column((device::Entity, device::Column::Id))
+            .expr(Expr::cust("ROW_NUMBER() OVER (ORDER BY devices.id) - 1"))
+            .expr(Expr::val(TargetStatus::Pending.as_str()))
+            .expr(Expr::val(0))
+            .expr(Expr::val(now))
+            .from(device::Entity)
+            .cond_where(cond)
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(push_target::Entity)
+            .columns([
+                push_target::Column::PushId,
+                push_target::Column::DeviceId,
+                push_target::Column::Seq,
+                push_target::Column::Status,
+                push_target::Column::Wakes,
+                push_target::Column::UpdatedAt,
+            ])
+            .select_from(select)
+            .map_err(|e| CoreError::Invalid(format!("push targets: {e}")))?
+            .to_owned();
+        let total = txn
+            .execute(&insert)
+            .await
+            .map_err(CoreError::storage)?
+            .rows_affected();
+        if total == 0 {
+            let what = match &head {
+                Some(h) => format!("that profile {} renders for ({})", h.identifier, h.platform),
+                None => "at all".to_owned(),
+            };
+            return Err(CoreError::Conflict(format!(
+                "the scope {} {} reaches no enrolled device {what}: nothing was queued",
+                scope.kind(),
+                scope.id()
+            )));
+        }
+        let total = i32::try_from(total)
+            .map_err(|_| CoreError::Invalid("a push reaches at most 2³¹ devices".into()))?;
+        let batches = (total + batch_size - 1) / batch_size;
+        push::Entity::update_many()
+            .col_expr(push::Column::Total, Expr::value(total))
+            .col_expr(push::Column::Batches, Expr::value(batches))
+            .filter(push::Column::Id.eq(id.clone()))
+            .exec(&txn)
+            .await
+            .map_err(CoreError::storage)?;
+        for batch in 0..batches {
+            jobs::enqueue(
+                &txn,
+                &PushBatch {
+                    push_id: id.clone(),
+                    batch: batch as u32,
+                    generation: 0,
+                },
+                now,
+            )
+            .await?;
+        }
+        jobs::enqueue(
+            &txn,
+            &PushProgress {
+                push_id: id.clone(),
+                tick: 0,
+            },
+            new.first_tick_at,
+        )
+        .await?;
+        let mut entry = actor.clone();
+        entry.target = format!("push:{id}");
+        entry.details = serde_json::json!({
+            "profile": identifier, "version": version, "action": new.action,
+            "scope": scope, "devices": total,
+        });
+        audit::record(&txn, &entry, now).await?;
+        commit(txn).await?;
+        self.find_push(&id, within).await
+    }
+
+    /// A push with its progress, within `scope`.
+    pub async fn find_push(&self, id: &str, scope: &SchoolScope) -> Result<PushRecord, CoreError> {
+        let row = scoped_push(&self.db, id, scope).await?;
+        let counts = counts(&self.db, id).await?;
+        to_push(row, counts)
+    }
+
+    /// The newest pushes within `scope`.
+    pub async fn list_pushes(
+        &self,
+        scope: &SchoolScope,
+        limit: u64,
+    ) -> Result<Vec<PushRecord>, CoreError> {
+        let mut query = push::Entity::find()
+            .order_by_desc(push::Column::CreatedAt)
+            .limit(limit);
+        if let SchoolScope::Schools(ids) = scope {
+            query = query.filter(push::Column::SchoolId.is_in(ids.clone()));
+        }
+        let rows = query.all(&self.db).await.map_err(CoreError::storage)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let counts = counts(&self.db, &row.id).await?;
+            out.push(to_push(row, counts)?);
+        }
+        Ok(out)
+    }
+
+    /// A push's devices, optionally only those in `status`.
+    pub async fn push_targets(
+        &self,
+        id: &str,
+        status: Option<TargetStatus>,
+        scope: &SchoolScope,
+        limit: u64,
+    ) -> Result<Vec<PushTargetRecord>, CoreError> {
+        scoped_push(&self.db, id, scope).await?;
+        let mut query = push_target::Entity::find()
+            .filter(push_target::Column::PushId.eq(id))
+            .order_by_asc(push_target::Column::Seq)
+            .limit(limit);
+        if let Some(status) = status {
+            query = query.filter(push_target::Column::Status.eq(status.as_str()));
+        }
+        query
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)?
+            .into_iter()
+            .map(|t| {
+                Ok(PushTargetRecord {
+                    status: t.status.parse()?,
+                    device_id: t.device_id,
+                    command_id: t.command_id,
+                    wakes: t.wakes,
+                    error: t.error,
+                    updated_at: t.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Stop planning further batches; devices already queued keep their commands.
+    pub async fn pause_push(
+        &self,
+        id: &str,
+        scope: &SchoolScope,
+        actor: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<PushRecord, CoreError> {
+        self.transition(id, scope, actor, now, |status| match status {
+            PushStatus::Queued | PushStatus::Running => Ok(PushStatus::Paused),
+            other => Err(format!("push {id} is {other} and cannot be paused")),
+        })
+        .await
+    }
+
+    /// Resume a paused push: the batches with devices still pending run again, under a new
+    /// generation so their jobs are stored afresh.
+    pub async fn resume_push(
+        &self,
+        id: &str,
+        scope: &SchoolScope,
+        actor: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<PushRecord, CoreError> {
+        self.transition(id, scope, actor, now, |status| match status {
+            PushStatus::Paused => Ok(PushStatus::Running),
+            other => Err(format!("push {id} is {other}, not paused")),
+        })
+        .await
+    }
+
+    /// Cancel a push that has not finished: pending devices are skipped and commands not
+    /// yet fetched are withdrawn. Cancelling a finished push is a conflict.
+    pub async fn cancel_push(
+        &self,
+        id: &str,
+        scope: &SchoolScope,
+        actor: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<PushRecord, CoreError> {
+        self.transition(id, scope, actor, now, |status| {
+            if status.is_finished() {
+                Err(format!("push {id} is already {status} and cannot be cancelled"))
+            } else {
+                Ok(PushStatus::Cancelled)
+            }
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        scope: &SchoolScope,
+        actor: &AuditEntry,
+        now: DateTime<Utc>,
+        next: impl FnOnce(PushStatus) -> Result<PushStatus, String>,
+    ) -> Result<PushRecord, CoreError> {
+        let txn = self.write().await?;
+        let row = scoped_push(&txn, id, scope).await?;
+        let status: PushStatus = row.status.parse()?;
+        let to = next(status).map_err(CoreError::Conflict)?;
+        // Conditional on the status read, so a concurrent transition cannot be overwritten.
+        let mut update = push::Entity::update_many()
+            .col_expr(push::Column::Status, Expr::value(to.as_str()))
+            .col_expr(push::Column::UpdatedAt, Expr::value(now))
+            .filter(push::Column::Id.eq(id))
+            .filter(push::Column::Status.eq(status.as_str()));
+        if to == PushStatus::Cancelled {
+            update = update.col_expr(push::Column::FinishedAt, Expr::value(Some(now)));
+        }
+        let generation = row.generation + 1;
+        if status == PushStatus::Paused && to == PushStatus::Running {
+            update = update.col_expr(push::Column::Generation, Expr::value(generation));
+        }
+        if update
+            .exec(&txn)
+            .await
+            .map_err(CoreError::storage)?
+            .rows_affected
+            != 1
+        {
+            return Err(CoreError::Conflict(format!(
+                "push {id} changed meanwhile; try again"
+            )));
+        }
+        if to == PushStatus::Cancelled {
+            push_target::Entity::update_many()
+                .col_expr(
+                    push_target::Column::Status,
+                    Expr::value(TargetStatus::Cancelled.as_str()),
+                )
+                .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+                .filter(push_target::Column::PushId.eq(id))
+                .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            let withdrawn: Vec<String> = command::Entity::find()
+                .select_only()
+                .column(command::Column::Id)
+                .filter(command::Column::PushId.eq(id))
+                .filter(command::Column::Status.is_in([
+                    CommandStatus::Queued.as_str(),
+                    CommandStatus::NotNow.as_str(),
+                ]))
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            for chunk in withdrawn.chunks(500) {
+                command::Entity::update_many()
+                    .col_expr(
+                        command::Column::Status,
+                        Expr::value(CommandStatus::Cancelled.as_str()),
+                    )
+                    .col_expr(command::Column::FinishedAt, Expr::value(Some(now)))
+                    .col_expr(command::Column::UpdatedAt, Expr::value(now))
+                    .filter(command::Column::Id.is_in(chunk.to_vec()))
+                    .filter(command::Column::Status.is_in([
+                        CommandStatus::Queued.as_str(),
+                        CommandStatus::NotNow.as_str(),
+                    ]))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
+                push_target::Entity::update_many()
+                    .col_expr(
+                        push_target::Column::Status,
+                        Expr::value(TargetStatus::Cancelled.as_str()),
+                    )
+                    .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+                    .filter(push_target::Column::PushId.eq(id))
+                    .filter(push_target::Column::CommandId.is_in(chunk.to_vec()))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
+            }
+        }
+        if status == PushStatus::Paused && to == PushStatus::Running {
+            let seqs: Vec<i32> = push_target::Entity::find()
+                .select_only()
+                .column(push_target::Column::Seq)
+                .filter(push_target::Column::PushId.eq(id))
+                .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            let batches: BTreeSet<i32> = seqs
+                .into_iter()
+                .map(|seq| seq / Ord::max(row.batch_size, 1))
+                .collect();
+            for batch in batches {
+                jobs::enqueue(
+                    &txn,
+                    &PushBatch {
+                        push_id: id.to_owned(),
+                        batch: batch as u32,
+                        generation: generation as u32,
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
+        let mut entry = actor.clone();
+        entry.target = format!("push:{id}");
+        entry.details = serde_json::json!({ "from": status, "to": to });
+        audit::record(&txn, &entry, now).await?;
+        commit(txn).await?;
+        self.find_push(id, scope).await
+    }
+
+    /// The devices a fan-out batch still has to plan, or `None` when the batch has nothing
+    /// to do (the push paused, cancelled, finished, or resumed under a newer generation).
+    /// Marks a queued push as running.
+    pub async fn push_batch_work(
+        &self,
+        job: &PushBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PushBatchWork>, CoreError> {
+        let Some(row) = push::Entity::find_by_id(job.push_id.as_str())
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)?
+        else {
+            return Ok(None);
+        };
+        let status: PushStatus = row.status.parse()?;
+        if !matches!(status, PushStatus::Queued | PushStatus::Running)
+            || row.generation != job.generation as i32
+        {
+            return Ok(None);
+        }
+        if status == PushStatus::Queued {
+            push::Entity::update_many()
+                .col_expr(
+                    push::Column::Status,
+                    Expr::value(PushStatus::Running.as_str()),
+                )
+                .col_expr(push::Column::StartedAt, Expr::value(Some(now)))
+                .col_expr(push::Column::UpdatedAt, Expr::value(now))
+                .filter(push::Column::Id.eq(row.id.as_str()))
+                .filter(push::Column::Status.eq(PushStatus::Queued.as_str()))
+                .exec(&self.db)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+        let first = job.batch as i32 * row.batch_size;
+        let devices: Vec<String> = push_target::Entity::find()
+            .select_only()
+            .column(push_target::Column::DeviceId)
+            .filter(push_target::Column::PushId.eq(row.id.as_str()))
+            .filter(push_target::Column::Seq.gte(first))
+            .filter(push_target::Column::Seq.lt(first + row.batch_size))
+            .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
+            .order_by_asc(push_target::Column::Seq)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)?;
+        Ok(Some(PushBatchWork {
+            action: row.action.parse()?,
+            push_id: row.id,
+            identifier: row.identifier,
+            version: row.version,
+            generation: row.generation,
+            devices,
+        }))
+    }
+
+    /// Commit one fan-out batch: claim the planned devices still pending (a device another
+    /// run got first is skipped), apply each device's changes, queue the commands with the
+    /// push's id and wake the devices, all in one transaction. Nothing is committed when
+    /// the push was paused or cancelled meanwhile.
+    pub async fn commit_push_batch(
+        &self,
+        work: &PushBatchWork,
+        planned: &[DeviceChanges],
+        coalesce_secs: i64,
+        now: DateTime<Utc>,
+    ) -> Result<BatchOutcome, CoreError> {
+        let mut outcome = BatchOutcome::default();
+        if planned.is_empty() {
+            return Ok(outcome);
+        }
+        let txn = self.write().await?;
+        let row = push::Entity::find_by_id(work.push_id.as_str())
+            .one(&txn)
+            .await
+            .map_err(CoreError::storage)?
+            .ok_or_else(|| CoreError::NotFound(format!("push {}", work.push_id)))?;
+        let status: PushStatus = row.status.parse()?;
+        if status != PushStatus::Running || row.generation != work.generation {
+            return Ok(outcome);
+        }
+        let ids: Vec<String> = planned.iter().map(|p| p.device_id.clone()).collect();
+        let sql = format!(
+            "UPDATE push_targets SET status = 'queued' \
+             WHERE push_id = {} AND status = 'pending' AND device_id IN ({}) RETURNING device_id",
+            placeholders(&txn, 1, 1),
+            placeholders(&txn, 2, ids.len())
+        );
+        let claimed: BTreeSet<String> = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                sql,
+                std::iter::once(work.push_id.clone().into())
+                    .chain(ids.iter().map(|id| id.clone().into())),
+            ))
+            .await
+            .map_err(CoreError::storage)?
+            .into_iter()
+            .map(|r| r.try_get::<String>("", "device_id"))
+            .collect::<Result<_, _>>()
+            .map_err(CoreError::storage)?;
+        let mut rows = Vec::new();
+        for changes in planned {
+            if !claimed.contains(&changes.device_id) {
+                outcome.skipped += 1;
+                continue;
+            }
+            let result = apply_changes(
+                &txn,
+                changes,
+                Some(&work.push_id),
+                &work.identifier,
+                &row.created_by,
+                now,
+                &mut rows,
+                &mut outcome,
+            )
+            .await?;
+            match result.status {
+                TargetStatus::Failed => outcome.failed += 1,
+                TargetStatus::Unchanged => outcome.unchanged += 1,
+                _ => outcome.queued += 1,
+            }
+            push_target::Entity::update_many()
+                .col_expr(push_target::Column::Status, Expr::value(result.status.as_str()))
+                .col_expr(push_target::Column::CommandId, Expr::value(result.command_id))
+                .col_expr(push_target::Column::Error, Expr::value(result.error))
+                .col_expr(push_target::Column::WokenAt, Expr::value(Some(now)))
+                .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+                .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
+                .filter(push_target::Column::DeviceId.eq(changes.device_id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+        outcome.commands = insert_commands(&txn, rows, coalesce_secs, now).await?;
+        let left = push_target::Entity::find()
+            .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
+            .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
+            .limit(1)
+            .count(&txn)
+            .await
+            .map_err(CoreError::storage)?;
+        if left == 0 {
+            push::Entity::update_many()
+                .col_expr(push::Column::QueuedAt, Expr::value(Some(now)))
+                .filter(push::Column::Id.eq(work.push_id.as_str()))
+                .filter(push::Column::QueuedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+        commit(txn).await?;
+        Ok(outcome)
+    }
+
+    /// Apply one device's changes outside any push (a reconciliation), in one transaction.
+    pub async fn apply_profile_changes(
+        &self,
+        changes: &DeviceChanges,
+        created_by: &str,
+        coalesce_secs: i64,
+        now: DateTime<Utc>,
+    ) -> Result<BatchOutcome, CoreError> {
+        let mut outcome = BatchOutcome::default();
+        let txn = self.write().await?;
+        let mut rows = Vec::new();
+        let result = apply_changes(
+            &txn,
+            changes,
+            None,
+            ALL_PROFILES,
+            created_by,
+            now,
+            &mut rows,
+            &mut outcome,
+        )
+        .await?;
+        match result.status {
+            TargetStatus::Failed => outcome.failed += 1,
+            TargetStatus::Unchanged => outcome.unchanged += 1,
+            _ => outcome.queued += 1,
+        }
+        outcome.commands = insert_commands(&txn, rows, coalesce_secs, now).await?;
+        commit(txn).await?;
+        Ok(outcome)
+    }
+
+    /// One progress tick: copy the devices' answers to the push's targets, fold finished
+    /// commands into the devices' profile records, wake devices silent for longer than the
+    /// push allows, and finish the push when no device is open any more (or it expired).
+    pub async fn push_progress(
+        &self,
+        push_id: &str,
+        coalesce_secs: i64,
+        now: DateTime<Utc>,
+    ) -> Result<ProgressReport, CoreError> {
+        let mut report = ProgressReport::default();
+        let Some(row) = push::Entity::find_by_id(push_id)
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)?
+        else {
+            report.finished = true;
+            return Ok(report);
+        };
+        let status: PushStatus = row.status.parse()?;
+        if status.is_finished() {
+            report.finished = true;
+            return Ok(report);
+        }
+        // Targets following a command, with that command's status now.
+        let open: Vec<(String, String, Option<String>, Option<DateTime<Utc>>)> =
+            push_target::Entity::find()
+                .select_only()
+                .column(push_target::Column::DeviceId)
+                .column(push_target::Column::Status)
+                .column(push_target::Column::CommandId)
+                .column(push_target::Column::WokenAt)
+                .filter(push_target::Column::PushId.eq(push_id))
+                .filter(push_target::Column::Status.is_in(OPEN))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(CoreError::storage)?;
+        let command_ids: Vec<String> = open.iter().filter_map(|t| t.2.clone()).collect();
+        let statuses = crate::profiles::command_statuses(&self.db, &command_ids).await?;
+        let mut moves: BTreeMap<TargetStatus, Vec<String>> = BTreeMap::new();
+        let mut silent = Vec::new();
+        let silent_before = now - Duration::seconds(row.silent_after_secs);
+        for (device_id, current, command_id, woken_at) in &open {
+            let current: TargetStatus = current.parse()?;
+            let next = command_id
+                .as_ref()
+                .and_then(|id| statuses.get(id))
+                .map_or(current, |s| TargetStatus::of_command(*s));
+            if next != current {
+                moves.entry(next).or_default().push(device_id.clone());
+            } else if !next.is_final()
+                && status != PushStatus::Cancelled
+                && woken_at.is_none_or(|at| at < silent_before)
+            {
+                silent.push(device_id.clone());
+            }
+        }
+        let moved: Vec<String> = moves.values().flatten().cloned().collect();
+        let txn = self.write().await?;
+        for (next, devices) in &moves {
+            for chunk in devices.chunks(500) {
+                report.updated += push_target::Entity::update_many()
+                    .col_expr(push_target::Column::Status, Expr::value(next.as_str()))
+                    .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+                    .filter(push_target::Column::PushId.eq(push_id))
+                    .filter(push_target::Column::DeviceId.is_in(chunk.to_vec()))
+                    .filter(push_target::Column::Status.is_in(OPEN))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?
+                    .rows_affected;
+            }
+        }
+        // A window of its own per tick, so the re-push is not swallowed by the wake-up the
+        // batch enqueued for the same device.
+        let window = now.timestamp() / Ord::max(coalesce_secs, 1) * Ord::max(coalesce_secs, 1) + 1;
+        for chunk in silent.chunks(500) {
+            push_target::Entity::update_many()
+                .col_expr(push_target::Column::WokenAt, Expr::value(Some(now)))
+                .col_expr(
+                    push_target::Column::Wakes,
+                    Expr::col(push_target::Column::Wakes).add(1),
+                )
+                .filter(push_target::Column::PushId.eq(push_id))
+                .filter(push_target::Column::DeviceId.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            for device_id in chunk {
+                jobs::enqueue(
+                    &txn,
+                    &WakeDevice {
+                        device_id: device_id.clone(),
+                        window,
+                    },
+                    now,
+                )
+                .await?;
+                report.woken += 1;
+            }
+        }
+        let expired = now >= row.expires_at;
+        if expired {
+            push_target::Entity::update_many()
+                .col_expr(
+                    push_target::Column::Status,
+                    Expr::value(TargetStatus::Expired.as_str()),
+                )
+                .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+                .filter(push_target::Column::PushId.eq(push_id))
+                .filter(
+                    push_target::Column::Status
+                        .is_in(OPEN.iter().copied().chain([TargetStatus::Pending.as_str()])),
+                )
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+        let still_open = push_target::Entity::find()
+            .filter(push_target::Column::PushId.eq(push_id))
+            .filter(
+                push_target::Column::Status
+                    .is_in(OPEN.iter().copied().chain([TargetStatus::Pending.as_str()])),
+            )
+            .limit(1)
+            .count(&txn)
+            .await
+            .map_err(CoreError::storage)?;
+        if still_open == 0 && status != PushStatus::Paused {
+            let done = push::Entity::update_many()
+                .col_expr(
+                    push::Column::Status,
+                    Expr::value(PushStatus::Completed.as_str()),
+                )
+                .col_expr(push::Column::FinishedAt, Expr::value(Some(now)))
+                .col_expr(push::Column::UpdatedAt, Expr::value(now))
+                .filter(push::Column::Id.eq(push_id))
+                .filter(push::Column::Status.is_in([
+                    PushStatus::Queued.as_str(),
+                    PushStatus::Running.as_str(),
+                ]))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?
+                .rows_affected;
+            if done == 1 {
+                let counts = counts(&txn, push_id).await?;
+                audit::record(
+                    &txn,
+                    &AuditEntry::new("system", "push.complete", format!("push:{push_id}"))
+                        .with_details(serde_json::json!({
+                            "expired": expired,
+                            "counts": counts
+                                .iter()
+                                .map(|(s, n)| (s.as_str(), *n))
+                                .collect::<BTreeMap<_, _>>(),
+                        })),
+                    now,
+                )
+                .await?;
+            }
+            report.finished = true;
+        }
+        commit(txn).await?;
+        if !moved.is_empty() {
+            self.settle_profile_states(Some(&moved), now).await?;
+        }
+        Ok(report)
+    }
+
+    /// Delete finished pushes (and their targets) that ended before `older_than`.
+    pub async fn prune_pushes(&self, older_than: DateTime<Utc>) -> Result<u64, CoreError> {
+        let ids: Vec<String> = push::Entity::find()
+            .select_only()
+            .column(push::Column::Id)
+            .filter(push::Column::Status.is_in([
+                PushStatus::Completed.as_str(),
+                PushStatus::Cancelled.as_str(),
+            ]))
+            .filter(push::Column::FinishedAt.lt(older_than))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)?;
+        let mut deleted = 0;
+        for chunk in ids.chunks(200) {
+            let txn = self.write().await?;
+            push_target::Entity::delete_many()
+                .filter(push_target::Column::PushId.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            deleted += push::Entity::delete_many()
+                .filter(push::Column::Id.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?
+                .rows_affected;
+            commit(txn).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Rows in the queue tables Flotte owns, by table: what the hygiene test and the
+    /// benchmark report.
+    pub async fn queue_table_rows(&self) -> Result<BTreeMap<String, i64>, CoreError> {
+        let mut out = BTreeMap::new();
+        for table in [
+            "commands",
+            "pushes",
+            "push_targets",
+            "device_profile_state",
+            "certificates",
+        ] {
+            let row = self
+                .db
+                .query_one_raw(Statement::from_string(
+                    self.db.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table}"),
+                ))
+                .await
+                .map_err(CoreError::storage)?;
+            let n = row
+                .map(|r| r.try_get::<i64>("", "n"))
+                .transpose()
+                .map_err(CoreError::storage)?
+                .unwrap_or(0);
+            out.insert(table.to_owned(), n);
+        }
+        for (status, n) in self.job_counts().await? {
+            *out.entry("jobs".to_owned()).or_default() += n;
+            out.insert(format!("jobs.{status}"), n);
+        }
+        Ok(out)
+    }
+
+    /// The profile identifiers with a head row, so a reconciliation knows which expected
+    /// identifiers still exist as templates.
+    pub async fn profile_identifiers(&self) -> Result<BTreeSet<String>, CoreError> {
+        let rows: Vec<String> = profile_template::Entity::find()
+            .select_only()
+            .column(profile_template::Column::Identifier)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)?;
+        Ok(rows.into_iter().collect())
+    }
+}

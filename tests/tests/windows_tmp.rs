@@ -1,0 +1,2 @@
+#[path = "../it/windows.rs"]
+mod windows;
