@@ -1732,6 +1732,15 @@ impl Store {
         }
     }
 
+    /// Where the last incremental read ended (`None`: no cookie yet).
+    pub async fn directory_cookie(&self) -> Result<Option<String>, CoreError> {
+        Ok(directory_sync_state::Entity::find_by_id(STATE_ROW)
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)?
+            .and_then(|s| s.cookie))
+    }
+
     /// When the last full sync was applied (`None`: never).
     pub async fn last_full_directory_sync(&self) -> Result<Option<DateTime<Utc>>, CoreError> {
         Ok(directory_sync_state::Entity::find_by_id(STATE_ROW)

@@ -1046,25 +1046,3 @@ async fn the_openapi_document_lists_the_directory_and_sign_in_endpoints() {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
 }
-
-/// The benchmark (`BENCHMARKS.md`, section Directory): a full city sync and an
-/// incremental one after 100 changes. Slow; run with
-/// `cargo test --release -p flotte-tests --test it directory::benchmark -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "benchmark: minutes, not a correctness check"]
-async fn benchmark() {
-    let pg = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let figures = flotte_tests::bench_directory::run(pg.as_deref())
-        .await
-        .expect("benchmark runs");
-    for f in &figures {
-        eprintln!("{:<60} {:>10.2} {:<4} {}", f.name, f.value, f.unit, f.note);
-    }
-    assert!(
-        figures
-            .iter()
-            .any(|f| f.name.contains("full sync (sqlite)"))
-    );
-}

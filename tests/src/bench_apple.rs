@@ -34,6 +34,17 @@ struct Phase {
     elapsed: Duration,
     latencies: Vec<Duration>,
     failures: usize,
+    /// Process CPU time (user + system) spent during the phase.
+    cpu: Duration,
+}
+
+/// CPU time this process has used so far, from /proc (clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After the command name: state is field 0, utime 11, stime 12.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 impl Phase {
@@ -56,6 +67,7 @@ fn client(ca_pem: &[u8]) -> reqwest::Client {
 /// Send every request once, `CONNECTIONS` at a time; groups run in order per device.
 async fn drive(client: &reqwest::Client, groups: Arc<Vec<Vec<Signed>>>) -> Phase {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -102,8 +114,9 @@ async fn drive(client: &reqwest::Client, groups: Arc<Vec<Vec<Signed>>>) -> Phase
         failures += f;
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     latencies.sort();
-    Phase { requests: latencies.len(), elapsed, latencies, failures }
+    Phase { requests: latencies.len(), elapsed, latencies, failures, cpu }
 }
 
 fn sign(ipad: &SimIpad, url: &str, content_type: &'static str, body: Vec<u8>) -> Signed {
@@ -203,7 +216,18 @@ fn figures(label: &str, phase: &Phase, ceiling: Option<f64>, out: &mut Vec<Figur
     let failures = if phase.failures > 0 { format!("; {} failed", phase.failures) } else { String::new() };
     out.push(Figure::new(format!("{label}: throughput"), phase.rate(), "requests/s", format!("{} requests{failures} {ratio}", phase.requests)));
     out.push(Figure::new(format!("{label}: p50"), percentile_ms(&phase.latencies, 50.0), "ms", ""));
+    out.push(Figure::new(
+        format!("{label}: CPU per request"),
+        phase.cpu.as_secs_f64() * 1000.0 / phase.requests.max(1) as f64,
+        "ms",
+        "server and load generator together",
+    ));
     out.push(Figure::new(format!("{label}: p99"), percentile_ms(&phase.latencies, 99.0), "ms", ""));
+}
+
+/// Idle polls per device (`FLOTTE_BENCH_IDLE_ROUNDS`, default 2): raise it to profile the poll path.
+fn idle_rounds() -> usize {
+    std::env::var("FLOTTE_BENCH_IDLE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
 }
 
 /// Run the benchmark for `devices` iPads on the given database.
@@ -241,7 +265,7 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
         .iter()
         .map(|d| {
             let s = sign(d, &d.enrollment.server_url, connect, CommandReport::idle(&d.udid).to_plist());
-            vec![s.clone(), s]
+            vec![s; idle_rounds()]
         })
         .collect();
     let idle = Arc::new(idle);

@@ -18,25 +18,8 @@ use flotte_storage::{RunKind, RunStatus, Store};
 
 use crate::slapd::{BASE_DN, CitySpec, ContentSync, Fixtures, Slapd};
 
-/// One measured figure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BenchFigure {
-    pub name: String,
-    pub value: f64,
-    pub unit: String,
-    pub note: String,
-}
-
-impl BenchFigure {
-    fn new(name: impl Into<String>, value: f64, unit: &str, note: impl Into<String>) -> Self {
-        BenchFigure {
-            name: name.into(),
-            value,
-            unit: unit.to_owned(),
-            note: note.into(),
-        }
-    }
-}
+/// One figure of this benchmark (the shared type of `flotte-bench`).
+pub type BenchFigure = crate::benchmarks::Figure;
 
 /// How many entries the incremental step changes.
 const CHANGES: usize = 100;

@@ -2,7 +2,7 @@
 //! with the machine and the date. Run through `scripts/bench.sh`, which builds
 //! in release mode and starts a PostgreSQL for the PostgreSQL figures.
 //!
-//! Usage: flotte-bench [apple] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]
+//! Usage: flotte-bench [apple] [directory] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]
 
 use flotte_tests::benchmarks::{Figure, machine, table, write_section};
 use std::path::PathBuf;
@@ -35,7 +35,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--postgres" => args.postgres = it.next(),
             "--out" => args.out = it.next().ok_or_else(|| anyhow::anyhow!("--out needs a path"))?.into(),
             "-h" | "--help" => {
-                println!("flotte-bench [apple] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
+                println!("flotte-bench [apple] [directory] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
                 std::process::exit(0);
             }
             suite => args.suites.push(suite.to_owned()),
@@ -82,7 +82,19 @@ async fn main() -> anyhow::Result<()> {
                 );
                 write_section(&args.out, "Apple check-in and command poll", &body)?;
             }
-            other => anyhow::bail!("unknown benchmark {other:?} (known: apple)"),
+            "directory" => {
+                let mut figures = flotte_tests::bench_directory::run(None).await?;
+                if let Some(pg) = args.postgres.as_deref() {
+                    figures.extend(flotte_tests::bench_directory::run(Some(pg)).await?);
+                }
+                let body = format!(
+                    "{}A city-sized directory (57 schools, 30,000 pupils, 3,000 teachers, about 1,100 classes)                      in a private slapd, synchronised through the real read → plan → apply path.\n\n{}",
+                    header(),
+                    table(&figures)
+                );
+                write_section(&args.out, "Directory", &body)?;
+            }
+            other => anyhow::bail!("unknown benchmark {other:?} (known: apple, directory)"),
         }
     }
     Ok(())

@@ -78,7 +78,7 @@ pub async fn perform_directory_sync(
         max_missing_share: settings.directory.max_missing_share,
         allow_emptied_schools: settings.directory.allow_emptied_schools.clone(),
     };
-    let known = store.load_known_directory().await?;
+    let cookie = store.directory_cookie().await?;
     // Without a cookie, an incremental read reads everything once and
     // hands out the first cookie; a full read never does.
     let mut read = if full {
@@ -87,23 +87,20 @@ pub async fn perform_directory_sync(
             .await
             .map(|snapshot| (SyncInput::Snapshot(snapshot), "full".to_owned()))
     } else {
-        source
-            .read_changes(known.cookie.as_deref())
-            .await
-            .map(|read| {
-                let method = if read.cookie.starts_with("sync:") {
-                    "content_sync"
-                } else {
-                    "modify_timestamp"
-                };
-                (
-                    SyncInput::Changes {
-                        changes: read.changes,
-                        cookie: read.cookie,
-                    },
-                    method.to_owned(),
-                )
-            })
+        source.read_changes(cookie.as_deref()).await.map(|read| {
+            let method = if read.cookie.starts_with("sync:") {
+                "content_sync"
+            } else {
+                "modify_timestamp"
+            };
+            (
+                SyncInput::Changes {
+                    changes: read.changes,
+                    cookie: read.cookie,
+                },
+                method.to_owned(),
+            )
+        })
     };
     if let Err(failure) = &read
         && failure.cookie_unusable
