@@ -53,6 +53,12 @@ pub struct Settings {
     /// Profiles, bulk pushes and EAP-TLS client certificates.
     #[serde(default)]
     pub profiles: ProfileSettings,
+    /// Device loans to pupils: accessories, due dates, what a return does, retention.
+    #[serde(default)]
+    pub loans: LoanSettings,
+    /// Outgoing mail (overdue lists to schools); off unless `host` is set.
+    #[serde(default)]
+    pub mail: MailSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +276,8 @@ impl Default for Settings {
                 failure_window_secs: 900,
             },
             profiles: ProfileSettings::default(),
+            loans: LoanSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -342,6 +350,12 @@ impl Settings {
                     missing[0].to_uppercase()
                 )));
             }
+        }
+        if self.loans.max_loan_days == 0 || self.loans.default_loan_days > self.loans.max_loan_days {
+            return Err(ConfigError::Invalid(format!(
+                "loans.max_loan_days must be at least 1 and at least loans.default_loan_days ({} > {})",
+                self.loans.default_loan_days, self.loans.max_loan_days
+            )));
         }
         Ok(())
     }
@@ -527,5 +541,142 @@ impl Default for ProfileSettings {
             crl_validity_days: 7,
             upn_realm: None,
         }
+    }
+}
+
+/// What returning a device does to it, once staff confirm it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReturnAction {
+    /// Nothing: the device keeps its data.
+    None,
+    /// Erase it to factory settings (Apple `EraseDevice`, Windows `RemoteWipe`).
+    #[serde(alias = "wipe")]
+    Erase,
+}
+
+/// Device loans to pupils.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoanSettings {
+    /// The accessories a loan can include (checkboxes on the lending form and the contract).
+    pub accessories: Vec<String>,
+    /// The due date the lending form suggests, in days from today.
+    pub default_loan_days: u32,
+    /// A due date further away than this many days is refused (a typo such as 2062).
+    pub max_loan_days: u32,
+    /// What returning an iPad does once staff confirm it: `none` or `erase`.
+    pub return_action_apple: ReturnAction,
+    /// What returning a Windows laptop does once staff confirm it: `none` or `wipe`.
+    pub return_action_windows: ReturnAction,
+    /// The name a lent device gets. Placeholders: `{given_name}`, `{family_name}`,
+    /// `{family_initial}`, `{class}`, `{asset_tag}`, `{serial}`, `{school}`. Windows
+    /// computer names are cut to 15 letters, digits and hyphens. The name is visible to
+    /// nearby devices (Bluetooth, AirDrop, the network), so keep it short of full names.
+    pub device_name_template: String,
+    /// Returned loans are anonymised this many days after the return (BGB §606: the
+    /// lender's claims for damage expire six months after the device came back).
+    pub retention_days: u32,
+    /// The same for loans with recorded damage, whose claims may still be settled.
+    pub retention_days_damaged: u32,
+    /// How often overdue loans, borrowers who left and retention are checked, in seconds.
+    pub check_every_secs: u64,
+    /// Who lends, as the contract names them (default: `organisation`).
+    pub lender: Option<String>,
+    /// The contract's terms, one paragraph each; empty: Flotte's built-in German terms.
+    pub agreement_terms: Vec<String>,
+}
+
+impl Default for LoanSettings {
+    fn default() -> Self {
+        Self {
+            accessories: vec!["Ladegerät".into(), "Hülle".into(), "Stift".into()],
+            default_loan_days: 90,
+            max_loan_days: 730,
+            return_action_apple: ReturnAction::Erase,
+            return_action_windows: ReturnAction::None,
+            device_name_template: "{given_name} {family_initial}. {class}".into(),
+            retention_days: 183,
+            retention_days_damaged: 3 * 365,
+            check_every_secs: 24 * 3600,
+            lender: None,
+            agreement_terms: Vec::new(),
+        }
+    }
+}
+
+/// How a mail connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same machine.
+    None,
+}
+
+/// Outgoing mail through SMTP. Nothing is sent unless `host` is set.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// The SMTP server. Unset: no mail is sent (the lists are still in the web UI).
+    pub host: Option<String>,
+    pub port: u16,
+    pub security: MailSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The sender address, e.g. `Flotte <flotte@schulen.example.de>`.
+    pub from: String,
+    /// PEM of a CA to trust for the SMTP server besides the system's.
+    pub ca_path: Option<PathBuf>,
+    /// Mail each school's overdue list to its school administrators (their directory mail).
+    pub notify_school_admins: bool,
+    /// Addresses that get every school's list (the school board's office).
+    pub overdue_to: Vec<String>,
+    /// Time-out for the SMTP conversation, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 587,
+            security: MailSecurity::Starttls,
+            username: None,
+            password: None,
+            from: "Flotte <flotte@localhost>".into(),
+            ca_path: None,
+            notify_school_admins: true,
+            overdue_to: Vec::new(),
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl MailSettings {
+    /// Whether mail is to be sent at all.
+    pub fn is_configured(&self) -> bool {
+        self.host.as_deref().is_some_and(|h| !h.trim().is_empty())
+    }
+}
+
+// The SMTP password must never reach a log line.
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("ca_path", &self.ca_path)
+            .field("notify_school_admins", &self.notify_school_admins)
+            .field("overdue_to", &self.overdue_to)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
     }
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     /// Password checks for staff (web sign-in, Windows OnPremise enrolment).
     pub authenticator: Arc<dyn StaffAuthenticator>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Device certificates already checked against the CA, by SHA-256.
+    pub(crate) verified: Arc<crate::apple::VerifiedIdentities>,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             signer,
             authenticator: Arc::new(NoDirectory),
             metrics: Arc::new(Metrics::default()),
+            verified: Arc::new(crate::apple::VerifiedIdentities::default()),
         }
     }
 }

@@ -106,24 +106,32 @@ async fn binding_by_identity(
     conn: &impl ConnectionTrait,
     sha256: &str,
 ) -> Result<Option<IdentityBinding>, CoreError> {
-    let Some(e) = enrollment::Entity::find()
-        .filter(enrollment::Column::IdentitySha256.eq(sha256))
-        .one(conn)
-        .await
-        .map_err(CoreError::storage)?
-    else {
-        return Ok(None);
-    };
-    let d = device::Entity::find_by_id(&e.device_id)
-        .one(conn)
-        .await
-        .map_err(CoreError::storage)?
-        .ok_or_else(|| CoreError::NotFound(format!("device {}", e.device_id)))?;
-    Ok(Some(IdentityBinding {
-        device_id: d.id,
-        udid: d.udid,
-        enrollment_id: e.id,
-        active: e.ended_at.is_none(),
+    // One round trip: this runs on every request a device makes.
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        enrollment_id: String,
+        ended_at: Option<DateTime<Utc>>,
+        device_id: String,
+        udid: Option<String>,
+    }
+    let backend = conn.get_database_backend();
+    let placeholder = if backend == sea_orm::DbBackend::Sqlite { "?" } else { "$1" };
+    let sql = format!(
+        "SELECT e.id AS enrollment_id, e.ended_at, d.id AS device_id, d.udid \
+         FROM enrollments e JOIN devices d ON d.id = e.device_id \
+         WHERE e.identity_sha256 = {placeholder}"
+    );
+    let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
+        sea_orm::Statement::from_sql_and_values(backend, sql, [sha256.into()]),
+    )
+    .one(conn)
+    .await
+    .map_err(CoreError::storage)?;
+    Ok(row.map(|r| IdentityBinding {
+        device_id: r.device_id,
+        udid: r.udid,
+        enrollment_id: r.enrollment_id,
+        active: r.ended_at.is_none(),
     }))
 }
 
@@ -757,25 +765,33 @@ impl Store {
     /// minute, changes nothing: answer it from two reads instead of taking the
     /// write lock. Most polls of a quiet fleet are exactly this.
     async fn idle_needs_no_write(&self, device_id: &str, now: DateTime<Utc>) -> Result<bool, CoreError> {
-        let pending = command::Entity::find()
-            .filter(command::Column::DeviceId.eq(device_id))
-            .filter(command::Column::Status.is_in([
-                CommandStatus::Queued.as_str(),
-                CommandStatus::Sent.as_str(),
-                CommandStatus::NotNow.as_str(),
-            ]))
-            .one(&self.db)
-            .await
-            .map_err(CoreError::storage)?;
-        if pending.is_some() {
-            return Ok(false);
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            last_seen_at: Option<DateTime<Utc>>,
+            pending: i64,
         }
-        let seen = device::Entity::find_by_id(device_id)
-            .one(&self.db)
-            .await
-            .map_err(CoreError::storage)?
-            .and_then(|d| d.last_seen_at);
-        Ok(seen.is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS)))
+        let backend = self.db.get_database_backend();
+        let placeholder = if backend == sea_orm::DbBackend::Sqlite { "?" } else { "$1" };
+        let pending_states = [CommandStatus::Queued, CommandStatus::Sent, CommandStatus::NotNow]
+            .map(|s| format!("'{}'", s.as_str()))
+            .join(", ");
+        let sql = format!(
+            "SELECT d.last_seen_at, \
+             (SELECT COUNT(*) FROM commands c WHERE c.device_id = d.id \
+              AND c.status IN ({pending_states})) AS pending \
+             FROM devices d WHERE d.id = {placeholder}"
+        );
+        let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
+            sea_orm::Statement::from_sql_and_values(backend, sql, [device_id.into()]),
+        )
+        .one(&self.db)
+        .await
+        .map_err(CoreError::storage)?;
+        Ok(row.is_some_and(|r| {
+            r.pending == 0
+                && r.last_seen_at
+                    .is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS))
+        }))
     }
 
     /// What the device last reported as installed.

@@ -350,112 +350,49 @@ async fn resolve_scope(
     })
 }
 
-/// Withdraw a command the device has not fetched; the push targets following it become
-/// `superseded`. Returns whether it was withdrawn (a command already sent stays).
+/// Withdraw the commands no device has fetched yet; the push targets following them become
+/// `superseded`. Returns the ids withdrawn (a command already sent stays).
 async fn withdraw(
     txn: &DatabaseTransaction,
-    command_id: &str,
+    command_ids: &[String],
     now: DateTime<Utc>,
-) -> Result<bool, CoreError> {
-    let done = command::Entity::update_many()
-        .col_expr(
-            command::Column::Status,
-            Expr::value(CommandStatus::Cancelled.as_str()),
-        )
-        .col_expr(command::Column::FinishedAt, Expr::value(Some(now)))
-        .col_expr(command::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            command::Column::Error,
-            Expr::value(Some("superseded by a newer command for the same profile")),
-        )
-        .filter(command::Column::Id.eq(command_id))
-        .filter(command::Column::Status.is_in([
-            CommandStatus::Queued.as_str(),
-            CommandStatus::NotNow.as_str(),
-        ]))
-        .exec(txn)
-        .await
-        .map_err(CoreError::storage)?;
-    if done.rows_affected == 0 {
-        return Ok(false);
+) -> Result<BTreeSet<String>, CoreError> {
+    let mut withdrawn = BTreeSet::new();
+    for chunk in command_ids.chunks(400) {
+        let sql = format!(
+            "UPDATE commands SET status = 'cancelled', finished_at = {now_p}, updated_at = {now_p}, \
+             error = 'superseded by a newer command for the same profile' \
+             WHERE status IN ('queued', 'not_now') AND id IN ({ids}) RETURNING id",
+            now_p = placeholders(txn, 1, 1),
+            ids = placeholders(txn, 2, chunk.len()),
+        );
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                sql,
+                std::iter::once(now.into()).chain(chunk.iter().map(|id| id.clone().into())),
+            ))
+            .await
+            .map_err(CoreError::storage)?;
+        for row in rows {
+            withdrawn.insert(row.try_get::<String>("", "id").map_err(CoreError::storage)?);
+        }
     }
-    push_target::Entity::update_many()
-        .col_expr(
-            push_target::Column::Status,
-            Expr::value(TargetStatus::Superseded.as_str()),
-        )
-        .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
-        .filter(push_target::Column::CommandId.eq(command_id))
-        .filter(push_target::Column::Status.is_in(OPEN))
-        .exec(txn)
-        .await
-        .map_err(CoreError::storage)?;
-    Ok(true)
-}
-
-/// Claims the device's record of one profile as the planner saw it: updates it (or
-/// creates it) only if its pending command is still the one seen. On PostgreSQL the row
-/// lock this takes makes a concurrent claim wait and then fail.
-async fn claim_state(
-    txn: &DatabaseTransaction,
-    device_id: &str,
-    identifier: &str,
-    seen: &Seen,
-    now: DateTime<Utc>,
-) -> Result<Option<profile_device_state::Model>, CoreError> {
-    if seen.exists {
-        let pending = match &seen.pending_command_id {
-            Some(id) => profile_device_state::Column::PendingCommandId.eq(id.as_str()),
-            None => profile_device_state::Column::PendingCommandId.is_null(),
-        };
-        let done = profile_device_state::Entity::update_many()
-            .col_expr(profile_device_state::Column::UpdatedAt, Expr::value(now))
-            .filter(profile_device_state::Column::DeviceId.eq(device_id))
-            .filter(profile_device_state::Column::Identifier.eq(identifier))
-            .filter(pending)
+    let ids: Vec<String> = withdrawn.iter().cloned().collect();
+    for chunk in ids.chunks(400) {
+        push_target::Entity::update_many()
+            .col_expr(
+                push_target::Column::Status,
+                Expr::value(TargetStatus::Superseded.as_str()),
+            )
+            .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
+            .filter(push_target::Column::CommandId.is_in(chunk.to_vec()))
+            .filter(push_target::Column::Status.is_in(OPEN))
             .exec(txn)
             .await
             .map_err(CoreError::storage)?;
-        if done.rows_affected == 0 {
-            return Ok(None);
-        }
-    } else {
-        let inserted = profile_device_state::Entity::insert(profile_device_state::ActiveModel {
-            device_id: Set(device_id.to_owned()),
-            identifier: Set(identifier.to_owned()),
-            expected_version: Set(None),
-            expected_checksum: Set(None),
-            installed_version: Set(None),
-            installed_checksum: Set(None),
-            installed_at: Set(None),
-            removal: Set(None),
-            pending_command_id: Set(None),
-            pending_action: Set(None),
-            pending_version: Set(None),
-            pending_checksum: Set(None),
-            pending_removal: Set(None),
-            last_error: Set(None),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                profile_device_state::Column::DeviceId,
-                profile_device_state::Column::Identifier,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await
-        .map_err(CoreError::storage)?;
-        if inserted == 0 {
-            return Ok(None);
-        }
     }
-    profile_device_state::Entity::find_by_id((device_id.to_owned(), identifier.to_owned()))
-        .one(txn)
-        .await
-        .map_err(CoreError::storage)
+    Ok(withdrawn)
 }
 
 /// What the record's pending command is, in the planner's vocabulary.
@@ -475,34 +412,230 @@ fn pending_command(row: &profile_device_state::Model) -> Option<ProfileCommand> 
     }
 }
 
-/// Applies one device's changes in `txn`: claims each record, withdraws what the new
-/// commands supersede, queues the commands, and records what is now pending. Returns the
-/// rows to insert and, for a push about `identifier`, where the device stands.
-#[allow(clippy::too_many_arguments)]
-async fn apply_changes(
+type Key = (String, String);
+
+/// The records of these devices as they are now. On PostgreSQL the rows are locked until
+/// the transaction ends, so a concurrent plan for the same device waits here and then sees
+/// this one's result; SQLite runs one writer at a time anyway.
+async fn lock_states(
     txn: &DatabaseTransaction,
-    changes: &DeviceChanges,
+    device_ids: &[String],
+) -> Result<BTreeMap<Key, profile_device_state::Model>, CoreError> {
+    let mut out = BTreeMap::new();
+    for chunk in device_ids.chunks(400) {
+        let mut query = profile_device_state::Entity::find()
+            .filter(profile_device_state::Column::DeviceId.is_in(chunk.to_vec()));
+        if !crate::db::is_sqlite(txn) {
+            query = query.lock_exclusive();
+        }
+        for row in query.all(txn).await.map_err(CoreError::storage)? {
+            out.insert((row.device_id.clone(), row.identifier.clone()), row);
+        }
+    }
+    Ok(out)
+}
+
+fn empty_state(device_id: &str, identifier: &str, now: DateTime<Utc>) -> profile_device_state::Model {
+    profile_device_state::Model {
+        device_id: device_id.to_owned(),
+        identifier: identifier.to_owned(),
+        expected_version: None,
+        expected_checksum: None,
+        installed_version: None,
+        installed_checksum: None,
+        installed_at: None,
+        removal: None,
+        pending_command_id: None,
+        pending_action: None,
+        pending_version: None,
+        pending_checksum: None,
+        pending_removal: None,
+        last_error: None,
+        updated_at: now,
+    }
+}
+
+/// Creates the records the planner found missing, if they are still missing; returns the
+/// keys created here (a key created by a concurrent plan is not among them).
+async fn create_states(
+    txn: &DatabaseTransaction,
+    keys: &[Key],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<Key>, CoreError> {
+    let mut created = BTreeSet::new();
+    for chunk in keys.chunks(200) {
+        let values = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("({})", placeholders(txn, 3 * i + 1, 3)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO device_profile_state (device_id, identifier, updated_at) VALUES {values} \
+             ON CONFLICT (device_id, identifier) DO NOTHING RETURNING device_id, identifier"
+        );
+        let params: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|(d, i)| [d.clone().into(), i.clone().into(), now.into()])
+            .collect();
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                sql,
+                params,
+            ))
+            .await
+            .map_err(CoreError::storage)?;
+        for row in rows {
+            created.insert((
+                row.try_get::<String>("", "device_id").map_err(CoreError::storage)?,
+                row.try_get::<String>("", "identifier").map_err(CoreError::storage)?,
+            ));
+        }
+    }
+    Ok(created)
+}
+
+/// Where one device stands after its changes, for a push about `identifier` (or about
+/// every profile).
+fn target_result(
+    identifier: &str,
+    results: &[(String, TargetResult)],
+) -> TargetResult {
+    let unchanged = || TargetResult {
+        status: TargetStatus::Unchanged,
+        command_id: None,
+        error: None,
+    };
+    if identifier != ALL_PROFILES {
+        return results
+            .iter()
+            .find(|(i, _)| i == identifier)
+            .map(|(_, r)| TargetResult {
+                status: r.status,
+                command_id: r.command_id.clone(),
+                error: r.error.clone(),
+            })
+            .unwrap_or_else(unchanged);
+    }
+    let queued = results
+        .iter()
+        .rev()
+        .find(|(_, r)| r.status == TargetStatus::Queued && r.command_id.is_some());
+    let failed = results.iter().find(|(_, r)| r.status == TargetStatus::Failed);
+    match (queued, failed) {
+        (Some((_, r)), _) => TargetResult {
+            status: TargetStatus::Queued,
+            command_id: r.command_id.clone(),
+            error: None,
+        },
+        (None, Some((_, r))) => TargetResult {
+            status: TargetStatus::Failed,
+            command_id: None,
+            error: r.error.clone(),
+        },
+        (None, None) => unchanged(),
+    }
+}
+
+/// Applies the changes of several devices in `txn`, in a handful of statements however
+/// many devices: records are claimed as the planner saw them (a record changed since is
+/// left to the newer plan), commands the new ones supersede are withdrawn, the new commands
+/// are queued with `push_id` and their devices woken, and the records say what is pending.
+/// Returns where each device stands for a push about `identifier`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_batch(
+    txn: &DatabaseTransaction,
+    planned: &[&DeviceChanges],
     push_id: Option<&str>,
     identifier: &str,
     created_by: &str,
+    coalesce_secs: i64,
     now: DateTime<Utc>,
-    rows: &mut Vec<command::ActiveModel>,
     outcome: &mut BatchOutcome,
-) -> Result<TargetResult, CoreError> {
-    let device_id = changes.device_id.as_str();
-    let mut queued_any: Option<String> = None;
-    let mut followed: Option<String> = None;
-    let mut failed: Option<String> = None;
-    let mut relevant: Option<TargetResult> = None;
-    let queue = |commands: &[NewCommand], rows: &mut Vec<command::ActiveModel>| {
+) -> Result<BTreeMap<String, TargetResult>, CoreError> {
+    let device_ids: Vec<String> = planned.iter().map(|p| p.device_id.clone()).collect();
+    let mut states = lock_states(txn, &device_ids).await?;
+    let missing: Vec<Key> = planned
+        .iter()
+        .flat_map(|p| {
+            p.changes
+                .iter()
+                .filter(|c| !c.seen.exists)
+                .map(|c| (p.device_id.clone(), c.identifier.clone()))
+        })
+        .collect();
+    let created = create_states(txn, &missing, now).await?;
+    for key in &created {
+        states.insert(key.clone(), empty_state(&key.0, &key.1, now));
+    }
+
+    // Which changes still stand, and which pending commands they withdraw.
+    let mut standing: Vec<(&DeviceChanges, &ProfileChange, profile_device_state::Model)> =
+        Vec::new();
+    let mut to_withdraw = Vec::new();
+    for changes in planned {
+        for change in &changes.changes {
+            let key = (changes.device_id.clone(), change.identifier.clone());
+            let row = match states.get(&key) {
+                Some(row) if change.seen.exists => {
+                    (row.pending_command_id == change.seen.pending_command_id).then(|| row.clone())
+                }
+                Some(row) if created.contains(&key) => Some(row.clone()),
+                _ => None,
+            };
+            let Some(row) = row else {
+                // Someone else queued for this profile since it was planned: their command
+                // stands, and the next plan starts from it.
+                outcome.skipped += 1;
+                continue;
+            };
+            if let Some(pending) = &row.pending_command_id {
+                let old = pending_command(&row);
+                let withdraws = match &change.kind {
+                    ChangeKind::Install { checksum, .. } => old.as_ref().is_some_and(|old| {
+                        supersedes(
+                            old,
+                            CommandStatus::Queued,
+                            &ProfileCommand::Install {
+                                identifier: change.identifier.clone(),
+                                checksum: checksum.clone(),
+                            },
+                        )
+                    }),
+                    ChangeKind::Remove { .. } => old.as_ref().is_some_and(|old| {
+                        supersedes(
+                            old,
+                            CommandStatus::Queued,
+                            &ProfileCommand::Remove {
+                                identifier: change.identifier.clone(),
+                                checksum: row.installed_checksum.clone().unwrap_or_default(),
+                            },
+                        )
+                    }),
+                    ChangeKind::Keep { withdraw, .. } => *withdraw,
+                    ChangeKind::Fail { .. } | ChangeKind::Forget => false,
+                };
+                if withdraws {
+                    to_withdraw.push(pending.clone());
+                }
+            }
+            standing.push((changes, change, row));
+        }
+    }
+    let withdrawn = withdraw(txn, &to_withdraw, now).await?;
+    outcome.superseded += withdrawn.len() as u64;
+
+    let mut commands: Vec<command::ActiveModel> = Vec::new();
+    let mut queue = |device_id: &str, new: &[NewCommand]| {
         let mut last = None;
-        for new in commands {
+        for command in new {
             let id = new_command_id();
-            rows.push(command::ActiveModel {
+            commands.push(command::ActiveModel {
                 id: Set(id.clone()),
                 device_id: Set(device_id.to_owned()),
-                request_type: Set(new.request_type.clone()),
-                payload: Set(new.payload.to_string()),
+                request_type: Set(command.request_type.clone()),
+                payload: Set(command.payload.to_string()),
                 status: Set(CommandStatus::Queued.as_str().to_owned()),
                 created_by: Set(created_by.to_owned()),
                 push_id: Set(push_id.map(str::to_owned)),
@@ -517,62 +650,57 @@ async fn apply_changes(
         }
         last
     };
-    for change in &changes.changes {
-        let Some(row) = claim_state(txn, device_id, &change.identifier, &change.seen, now).await?
-        else {
-            // Someone else queued for this profile since it was planned: their command
-            // stands, and the next plan starts from it.
-            outcome.skipped += 1;
-            continue;
-        };
-        let pending = pending_command(&row);
-        let mut active = row.clone().into_active_model();
-        active.updated_at = Set(now);
+    let mut upserts: Vec<profile_device_state::Model> = Vec::new();
+    let mut deletes: Vec<Key> = Vec::new();
+    let mut results: BTreeMap<String, Vec<(String, TargetResult)>> = BTreeMap::new();
+    for (changes, change, row) in standing {
+        let device_id = changes.device_id.as_str();
+        let mut state = row.clone();
+        state.updated_at = now;
+        let still_pending = row
+            .pending_command_id
+            .as_ref()
+            .filter(|id| !withdrawn.contains(*id))
+            .cloned();
+        if still_pending.is_none() {
+            state.pending_command_id = None;
+            state.pending_action = None;
+            state.pending_version = None;
+            state.pending_checksum = None;
+            state.pending_removal = None;
+        }
         let result = match &change.kind {
             ChangeKind::Install {
                 version,
                 checksum,
-                commands,
+                commands: new,
                 removal,
             } => {
-                let new = ProfileCommand::Install {
-                    identifier: change.identifier.clone(),
-                    checksum: checksum.clone(),
-                };
-                supersede(txn, &row, pending.as_ref(), &new, now, outcome).await?;
-                let last = queue(commands, rows);
-                active.expected_version = Set(Some(*version));
-                active.expected_checksum = Set(Some(checksum.clone()));
-                active.pending_command_id = Set(last.clone());
-                active.pending_action = Set(Some("install".into()));
-                active.pending_version = Set(Some(*version));
-                active.pending_checksum = Set(Some(checksum.clone()));
-                active.pending_removal = Set(removal.clone());
-                active.last_error = Set(None);
-                queued_any = last.clone().or(queued_any);
+                let last = queue(device_id, new);
+                state.expected_version = Some(*version);
+                state.expected_checksum = Some(checksum.clone());
+                state.pending_command_id = last.clone();
+                state.pending_action = Some("install".into());
+                state.pending_version = Some(*version);
+                state.pending_checksum = Some(checksum.clone());
+                state.pending_removal = removal.clone();
+                state.last_error = None;
                 TargetResult {
                     status: TargetStatus::Queued,
                     command_id: last,
                     error: None,
                 }
             }
-            ChangeKind::Remove { commands } => {
-                let checksum = row.installed_checksum.clone().unwrap_or_default();
-                let new = ProfileCommand::Remove {
-                    identifier: change.identifier.clone(),
-                    checksum: checksum.clone(),
-                };
-                supersede(txn, &row, pending.as_ref(), &new, now, outcome).await?;
-                let last = queue(commands, rows);
-                active.expected_version = Set(None);
-                active.expected_checksum = Set(None);
-                active.pending_command_id = Set(last.clone());
-                active.pending_action = Set(Some("remove".into()));
-                active.pending_version = Set(row.installed_version);
-                active.pending_checksum = Set(Some(checksum));
-                active.pending_removal = Set(None);
-                active.last_error = Set(None);
-                queued_any = last.clone().or(queued_any);
+            ChangeKind::Remove { commands: new } => {
+                let last = queue(device_id, new);
+                state.expected_version = None;
+                state.expected_checksum = None;
+                state.pending_command_id = last.clone();
+                state.pending_action = Some("remove".into());
+                state.pending_version = row.installed_version;
+                state.pending_checksum = row.installed_checksum.clone();
+                state.pending_removal = None;
+                state.last_error = None;
                 TargetResult {
                     status: TargetStatus::Queued,
                     command_id: last,
@@ -582,32 +710,16 @@ async fn apply_changes(
             ChangeKind::Keep {
                 expected_version,
                 expected_checksum,
-                withdraw: withdraw_pending,
+                ..
             } => {
-                active.expected_version = Set(*expected_version);
-                active.expected_checksum = Set(expected_checksum.clone());
-                let mut follow = row.pending_command_id.clone();
-                if *withdraw_pending
-                    && let Some(id) = &row.pending_command_id
-                    && withdraw(txn, id, now).await?
-                {
-                    outcome.superseded += 1;
-                    follow = None;
-                    active.pending_command_id = Set(None);
-                    active.pending_action = Set(None);
-                    active.pending_version = Set(None);
-                    active.pending_checksum = Set(None);
-                    active.pending_removal = Set(None);
-                }
-                match follow {
-                    Some(id) => {
-                        followed = Some(id.clone());
-                        TargetResult {
-                            status: TargetStatus::Queued,
-                            command_id: Some(id),
-                            error: None,
-                        }
-                    }
+                state.expected_version = *expected_version;
+                state.expected_checksum = expected_checksum.clone();
+                match &still_pending {
+                    Some(id) => TargetResult {
+                        status: TargetStatus::Queued,
+                        command_id: Some(id.clone()),
+                        error: None,
+                    },
                     None => TargetResult {
                         status: TargetStatus::Unchanged,
                         command_id: None,
@@ -616,8 +728,7 @@ async fn apply_changes(
                 }
             }
             ChangeKind::Fail { error } => {
-                active.last_error = Set(Some(error.clone()));
-                failed = Some(error.clone());
+                state.last_error = Some(error.clone());
                 TargetResult {
                     status: TargetStatus::Failed,
                     command_id: None,
@@ -625,91 +736,102 @@ async fn apply_changes(
                 }
             }
             ChangeKind::Forget => {
-                profile_device_state::Entity::delete_by_id((
-                    device_id.to_owned(),
+                deletes.push((device_id.to_owned(), change.identifier.clone()));
+                results.entry(device_id.to_owned()).or_default().push((
                     change.identifier.clone(),
-                ))
-                .exec(txn)
-                .await
-                .map_err(CoreError::storage)?;
-                if change.identifier == identifier {
-                    relevant = Some(TargetResult {
+                    TargetResult {
                         status: TargetStatus::Unchanged,
                         command_id: None,
                         error: None,
-                    });
-                }
+                    },
+                ));
                 continue;
             }
         };
-        // A record that holds nothing (never installed, nothing pending, not expected) is
-        // not kept: it only existed for this plan.
-        let holds_nothing = row.installed_checksum.is_none()
-            && active.pending_command_id.try_as_ref().is_none_or(Option::is_none)
-            && active.expected_checksum.try_as_ref().is_none_or(Option::is_none);
-        if matches!(change.kind, ChangeKind::Keep { .. }) && holds_nothing {
-            profile_device_state::Entity::delete_by_id((
-                device_id.to_owned(),
-                change.identifier.clone(),
-            ))
+        // A record holding nothing (never installed, nothing pending, not expected) is not
+        // kept: it only existed for this plan.
+        let holds_nothing = state.installed_checksum.is_none()
+            && state.pending_command_id.is_none()
+            && state.expected_checksum.is_none()
+            && state.last_error.is_none();
+        if holds_nothing {
+            deletes.push((device_id.to_owned(), change.identifier.clone()));
+        } else {
+            upserts.push(state);
+        }
+        results
+            .entry(device_id.to_owned())
+            .or_default()
+            .push((change.identifier.clone(), result));
+    }
+    for changes in planned {
+        queue(&changes.device_id, &changes.trailing);
+    }
+
+    for chunk in upserts.chunks(200) {
+        profile_device_state::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model)
+                .map(|mut m| {
+                    // `into_active_model` marks everything unchanged; write every column.
+                    m.reset_all();
+                    m
+                }),
+        )
+        .on_conflict(
+            OnConflict::columns([
+                profile_device_state::Column::DeviceId,
+                profile_device_state::Column::Identifier,
+            ])
+            .update_columns([
+                profile_device_state::Column::ExpectedVersion,
+                profile_device_state::Column::ExpectedChecksum,
+                profile_device_state::Column::InstalledVersion,
+                profile_device_state::Column::InstalledChecksum,
+                profile_device_state::Column::InstalledAt,
+                profile_device_state::Column::Removal,
+                profile_device_state::Column::PendingCommandId,
+                profile_device_state::Column::PendingAction,
+                profile_device_state::Column::PendingVersion,
+                profile_device_state::Column::PendingChecksum,
+                profile_device_state::Column::PendingRemoval,
+                profile_device_state::Column::LastError,
+                profile_device_state::Column::UpdatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(CoreError::storage)?;
+    }
+    for chunk in deletes.chunks(200) {
+        let mut any = Condition::any();
+        for (device_id, identifier) in chunk {
+            any = any.add(
+                Condition::all()
+                    .add(profile_device_state::Column::DeviceId.eq(device_id.as_str()))
+                    .add(profile_device_state::Column::Identifier.eq(identifier.as_str())),
+            );
+        }
+        profile_device_state::Entity::delete_many()
+            .filter(any)
             .exec(txn)
             .await
             .map_err(CoreError::storage)?;
-        } else {
-            active.update(txn).await.map_err(CoreError::storage)?;
-        }
-        if change.identifier == identifier {
-            relevant = Some(result);
-        }
     }
-    queue(&changes.trailing, rows);
-    if identifier != ALL_PROFILES {
-        return Ok(relevant.unwrap_or(TargetResult {
-            status: TargetStatus::Unchanged,
-            command_id: None,
-            error: None,
-        }));
-    }
-    Ok(match (queued_any.or(followed), failed) {
-        (Some(id), _) => TargetResult {
-            status: TargetStatus::Queued,
-            command_id: Some(id),
-            error: None,
-        },
-        (None, Some(error)) => TargetResult {
-            status: TargetStatus::Failed,
-            command_id: None,
-            error: Some(error),
-        },
-        (None, None) => TargetResult {
-            status: TargetStatus::Unchanged,
-            command_id: None,
-            error: None,
-        },
-    })
+    outcome.commands += insert_commands(txn, commands, coalesce_secs, now).await?;
+    Ok(planned
+        .iter()
+        .map(|p| {
+            let mine = results.remove(&p.device_id).unwrap_or_default();
+            (p.device_id.clone(), target_result(identifier, &mine))
+        })
+        .collect())
 }
 
-/// Withdraws the record's pending command if `new` supersedes it.
-async fn supersede(
-    txn: &DatabaseTransaction,
-    row: &profile_device_state::Model,
-    pending: Option<&ProfileCommand>,
-    new: &ProfileCommand,
-    now: DateTime<Utc>,
-    outcome: &mut BatchOutcome,
-) -> Result<(), CoreError> {
-    let (Some(old), Some(id)) = (pending, &row.pending_command_id) else {
-        return Ok(());
-    };
-    // The status is checked again by the conditional update; `Queued` here only asks
-    // whether the rule allows it at all.
-    if supersedes(old, CommandStatus::Queued, new) && withdraw(txn, id, now).await? {
-        outcome.superseded += 1;
-    }
-    Ok(())
-}
-
-/// Inserts the queued commands and wakes their devices.
+/// Inserts the queued commands and wakes their devices (one job per device and window).
 async fn insert_commands(
     txn: &DatabaseTransaction,
     rows: Vec<command::ActiveModel>,
@@ -732,10 +854,68 @@ async fn insert_commands(
             .map_err(db_err("command"))?;
     }
     let window = now.timestamp() / Ord::max(coalesce_secs, 1);
-    for device_id in devices {
-        jobs::enqueue(txn, &WakeDevice { device_id, window }, now).await?;
-    }
+    let devices: Vec<String> = devices.into_iter().collect();
+    wake_all(txn, &devices, window, now).await?;
     Ok(count)
+}
+
+/// Enqueue a `WakeDevice` job for each device in one statement per few hundred devices:
+/// the statement `jobs::enqueue` writes, with many rows (keep the columns in step with it).
+async fn wake_all(
+    txn: &DatabaseTransaction,
+    device_ids: &[String],
+    window: i64,
+    now: DateTime<Utc>,
+) -> Result<(), CoreError> {
+    use flotte_core::jobs::Job as _;
+    let sqlite = crate::db::is_sqlite(txn);
+    for chunk in device_ids.chunks(200) {
+        let mut values = Vec::new();
+        let mut params: Vec<sea_orm::Value> = Vec::new();
+        for (i, device_id) in chunk.iter().enumerate() {
+            let job = WakeDevice {
+                device_id: device_id.clone(),
+                window,
+            };
+            let payload = serde_json::to_vec(&job)
+                .map_err(|e| CoreError::Invalid(format!("wake-up job: {e}")))?;
+            let n = 5 * i;
+            values.push(if sqlite {
+                "(?, ?, ?, 'Pending', 0, 10, ?, 0, NULL, ?)".to_owned()
+            } else {
+                format!(
+                    "(${}, ${}, ${}, 'Pending', 0, 10, to_timestamp(${}), 0, NULL, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            });
+            params.extend([
+                payload.into(),
+                ulid::Ulid::new().to_string().into(),
+                WakeDevice::QUEUE.into(),
+                now.timestamp().into(),
+                job.idempotency_key().into(),
+            ]);
+        }
+        let table = if sqlite { "Jobs" } else { "apalis.jobs" };
+        let sql = format!(
+            "INSERT INTO {table} (job, id, job_type, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) VALUES {} \
+             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+            values.join(", ")
+        );
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            params,
+        ))
+        .await
+        .map_err(CoreError::storage)?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -1258,60 +1438,88 @@ impl Store {
             return Ok(outcome);
         }
         let ids: Vec<String> = planned.iter().map(|p| p.device_id.clone()).collect();
-        let sql = format!(
-            "UPDATE push_targets SET status = 'queued' \
-             WHERE push_id = {} AND status = 'pending' AND device_id IN ({}) RETURNING device_id",
-            placeholders(&txn, 1, 1),
-            placeholders(&txn, 2, ids.len())
-        );
-        let claimed: BTreeSet<String> = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                sql,
-                std::iter::once(work.push_id.clone().into())
-                    .chain(ids.iter().map(|id| id.clone().into())),
-            ))
-            .await
-            .map_err(CoreError::storage)?
+        let mut claimed: BTreeMap<String, i32> = BTreeMap::new();
+        for chunk in ids.chunks(400) {
+            let sql = format!(
+                "UPDATE push_targets SET status = 'queued' WHERE push_id = {} AND \
+                 status = 'pending' AND device_id IN ({}) RETURNING device_id, seq",
+                placeholders(&txn, 1, 1),
+                placeholders(&txn, 2, chunk.len())
+            );
+            let rows = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    txn.get_database_backend(),
+                    sql,
+                    std::iter::once(work.push_id.clone().into())
+                        .chain(chunk.iter().map(|id| id.clone().into())),
+                ))
+                .await
+                .map_err(CoreError::storage)?;
+            for row in rows {
+                claimed.insert(
+                    row.try_get::<String>("", "device_id")
+                        .map_err(CoreError::storage)?,
+                    row.try_get::<i32>("", "seq").map_err(CoreError::storage)?,
+                );
+            }
+        }
+        let mine: Vec<&DeviceChanges> = planned
+            .iter()
+            .filter(|p| claimed.contains_key(&p.device_id))
+            .collect();
+        outcome.skipped += (planned.len() - mine.len()) as u64;
+        let results = apply_batch(
+            &txn,
+            &mine,
+            Some(&work.push_id),
+            &work.identifier,
+            &row.created_by,
+            coalesce_secs,
+            now,
+            &mut outcome,
+        )
+        .await?;
+        let targets: Vec<push_target::ActiveModel> = results
             .into_iter()
-            .map(|r| r.try_get::<String>("", "device_id"))
-            .collect::<Result<_, _>>()
-            .map_err(CoreError::storage)?;
-        let mut rows = Vec::new();
-        for changes in planned {
-            if !claimed.contains(&changes.device_id) {
-                outcome.skipped += 1;
-                continue;
-            }
-            let result = apply_changes(
-                &txn,
-                changes,
-                Some(&work.push_id),
-                &work.identifier,
-                &row.created_by,
-                now,
-                &mut rows,
-                &mut outcome,
-            )
-            .await?;
-            match result.status {
-                TargetStatus::Failed => outcome.failed += 1,
-                TargetStatus::Unchanged => outcome.unchanged += 1,
-                _ => outcome.queued += 1,
-            }
-            push_target::Entity::update_many()
-                .col_expr(push_target::Column::Status, Expr::value(result.status.as_str()))
-                .col_expr(push_target::Column::CommandId, Expr::value(result.command_id))
-                .col_expr(push_target::Column::Error, Expr::value(result.error))
-                .col_expr(push_target::Column::WokenAt, Expr::value(Some(now)))
-                .col_expr(push_target::Column::UpdatedAt, Expr::value(now))
-                .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
-                .filter(push_target::Column::DeviceId.eq(changes.device_id.as_str()))
-                .exec(&txn)
+            .map(|(device_id, result)| {
+                match result.status {
+                    TargetStatus::Failed => outcome.failed += 1,
+                    TargetStatus::Unchanged => outcome.unchanged += 1,
+                    _ => outcome.queued += 1,
+                }
+                push_target::ActiveModel {
+                    push_id: Set(work.push_id.clone()),
+                    seq: Set(claimed.get(&device_id).copied().unwrap_or_default()),
+                    device_id: Set(device_id),
+                    status: Set(result.status.as_str().to_owned()),
+                    command_id: Set(result.command_id),
+                    woken_at: Set(Some(now)),
+                    wakes: Set(0),
+                    error: Set(result.error),
+                    updated_at: Set(now),
+                }
+            })
+            .collect();
+        for chunk in targets.chunks(200) {
+            push_target::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([
+                        push_target::Column::PushId,
+                        push_target::Column::DeviceId,
+                    ])
+                    .update_columns([
+                        push_target::Column::Status,
+                        push_target::Column::CommandId,
+                        push_target::Column::WokenAt,
+                        push_target::Column::Error,
+                        push_target::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
                 .await
                 .map_err(CoreError::storage)?;
         }
-        outcome.commands = insert_commands(&txn, rows, coalesce_secs, now).await?;
         let left = push_target::Entity::find()
             .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
             .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
@@ -1342,24 +1550,24 @@ impl Store {
     ) -> Result<BatchOutcome, CoreError> {
         let mut outcome = BatchOutcome::default();
         let txn = self.write().await?;
-        let mut rows = Vec::new();
-        let result = apply_changes(
+        let results = apply_batch(
             &txn,
-            changes,
+            &[changes],
             None,
             ALL_PROFILES,
             created_by,
+            coalesce_secs,
             now,
-            &mut rows,
             &mut outcome,
         )
         .await?;
-        match result.status {
-            TargetStatus::Failed => outcome.failed += 1,
-            TargetStatus::Unchanged => outcome.unchanged += 1,
-            _ => outcome.queued += 1,
+        for result in results.values() {
+            match result.status {
+                TargetStatus::Failed => outcome.failed += 1,
+                TargetStatus::Unchanged => outcome.unchanged += 1,
+                _ => outcome.queued += 1,
+            }
         }
-        outcome.commands = insert_commands(&txn, rows, coalesce_secs, now).await?;
         commit(txn).await?;
         Ok(outcome)
     }

@@ -37,14 +37,46 @@ pub(crate) fn identify(
             "no Mdm-Signature header and no client certificate".into(),
         ));
     };
+    let now = state.clock.now();
+    let sha256 = flotte_pki::sha256_fingerprint(&cert);
+    if let Some(not_after) = state.verified.get(&sha256)
+        && now < not_after
+    {
+        return Ok(DeviceIdentity { sha256, not_after });
+    }
     let info = state
         .ca
-        .verify_issued(&cert, state.clock.now())
+        .verify_issued(&cert, now)
         .map_err(|e| AppleError::Identity(e.to_string()))?;
+    state.verified.insert(&info.sha256_hex, info.not_after);
     Ok(DeviceIdentity {
         sha256: info.sha256_hex,
         not_after: info.not_after,
     })
+}
+
+/// Certificates that chained to our CA, with their expiry: a device presents
+/// the same identity on every request, and the chain need not be walked each
+/// time. Bounded: forgotten wholesale when full, which only costs re-checks.
+#[derive(Default)]
+pub(crate) struct VerifiedIdentities(std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>);
+
+/// About 200,000 devices fit before the cache starts over.
+const VERIFIED_CAPACITY: usize = 200_000;
+
+impl VerifiedIdentities {
+    fn get(&self, sha256: &str) -> Option<DateTime<Utc>> {
+        self.0.read().ok()?.get(sha256).copied()
+    }
+
+    fn insert(&self, sha256: &str, not_after: DateTime<Utc>) {
+        if let Ok(mut map) = self.0.write() {
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+            map.insert(sha256.to_owned(), not_after);
+        }
+    }
 }
 
 /// The certificate a TLS-terminating proxy forwarded, if the proxy is trusted.

@@ -20,6 +20,7 @@ use axum::routing::{get, put};
 use std::net::SocketAddr;
 
 pub(crate) use error::AppleError;
+pub(crate) use identity::VerifiedIdentities;
 
 /// The Content-Type Apple devices send with check-in messages.
 const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
