@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks: builds flotte-bench in release mode, starts a throw-away
 # PostgreSQL for the PostgreSQL figures, and writes BENCHMARKS.md.
-# Usage: scripts/bench.sh [suite ...] [--devices 1000,10000]   (suites: apple)
+# Usage: scripts/bench.sh [suite ...] [--devices 1000,10000] [--laptops 1000]   (suites: apple, directory, windows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/test-deps.sh

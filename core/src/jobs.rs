@@ -131,3 +131,33 @@ impl Job for MaintainCertificates {
         Some(self.requested_by.clone())
     }
 }
+
+/// Give a lent device its pupil's configuration: the device name (and, through
+/// [`ReconcileDevice`], the pupil's profiles). Written with the loan; done once per loan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonaliseLoanDevice {
+    pub loan_id: String,
+}
+
+impl Job for PersonaliseLoanDevice {
+    const QUEUE: &'static str = "flotte.personalise_loan_device";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.loan_id.clone())
+    }
+}
+
+/// The daily loan check: mark newly overdue loans and tell their schools, flag open
+/// loans whose borrower left, and anonymise returned loans past their retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintainLoans {
+    pub requested_by: String,
+}
+
+impl Job for MaintainLoans {
+    const QUEUE: &'static str = "flotte.maintain_loans";
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.requested_by.clone())
+    }
+}

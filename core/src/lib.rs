@@ -12,6 +12,7 @@ pub mod device;
 pub mod directory;
 pub mod error;
 pub mod jobs;
+pub mod loans;
 pub mod push;
 
 pub use clock::{Clock, SystemClock};

@@ -33,6 +33,8 @@ pub(crate) const ROLE_STAFF: &str = "staff";
 pub(crate) enum Via {
     Api,
     Web,
+    /// A password in a Windows OnPremise enrolment request.
+    Windows,
 }
 
 impl Via {
@@ -40,6 +42,7 @@ impl Via {
         match self {
             Via::Api => "api",
             Via::Web => "web",
+            Via::Windows => "windows-enrolment",
         }
     }
 }

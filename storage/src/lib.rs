@@ -15,9 +15,11 @@ mod directory;
 mod enrollments;
 pub mod entity;
 mod jobs;
+mod loans;
 mod profiles;
 mod prune;
 mod pushes;
+mod register;
 mod seal;
 mod tokens;
 mod windows;
@@ -37,6 +39,10 @@ pub use directory::{
     PersonRecord, PersonSchool, RunKind, RunReport, RunStatus, SyncInput, SyncRequest,
 };
 pub use enrollments::TokenUpdate;
+pub use loans::{
+    FlaggedLoan, LoanCounts, LoanDevice, LoanFilter, LoanPerson, LoanRecord, LoanSchool,
+    LoanState, LoanStatus, NewLoan, PersonalisationFacts, ReturnLoan,
+};
 pub use profiles::{
     AssignmentRecord, CertificateHolder, CertificateRecord, CrlRecord, DeviceGroupRecord,
     DeviceProfileFacts, EAP_DEVICE, EAP_PERSON, EapCertificate, LoanHolder, NewEapCertificate,
@@ -44,6 +50,7 @@ pub use profiles::{
     RevocationReport, RevokedEntry, platforms_of,
 };
 pub use prune::PruneReport;
+pub use register::{ImportOutcome, OpenLoanSummary, RegisterEntry, RegisterFilter};
 pub use pushes::{
     ALL_PROFILES, BatchOutcome, ChangeKind, DeviceChanges, NewPush, ProfileChange, ProgressReport,
     PushBatchWork, PushRecord, PushTargetRecord, Seen,

@@ -1019,8 +1019,12 @@ impl Store {
                 finished.insert(id, (status.parse()?, error));
             }
         }
-        let txn = self.write().await?;
-        let mut changed = 0;
+        // Grouped by what happened, so a whole fleet's acknowledgements settle in a few
+        // statements; `pending_command_id IN (…)` keeps a record that moved on untouched.
+        let mut installed = Vec::new();
+        let mut removed = Vec::new();
+        let mut withdrawn = Vec::new();
+        let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in rows {
             let Some(command_id) = row.pending_command_id.clone() else {
                 continue;
@@ -1030,25 +1034,21 @@ impl Store {
                 .get(&command_id)
                 .cloned()
                 .unwrap_or((CommandStatus::Cancelled, None));
-            if status.is_pending() {
-                continue;
+            match status {
+                s if s.is_pending() => {}
+                CommandStatus::Acknowledged if row.pending_action.as_deref() == Some("remove") => {
+                    removed.push(command_id)
+                }
+                CommandStatus::Acknowledged => installed.push(command_id),
+                CommandStatus::Cancelled => withdrawn.push(command_id),
+                other => refused
+                    .entry(error.unwrap_or_else(|| format!("the device answered {other}")))
+                    .or_default()
+                    .push(command_id),
             }
-            let key = (row.device_id.clone(), row.identifier.clone());
-            let removal_done = status == CommandStatus::Acknowledged
-                && row.pending_action.as_deref() == Some("remove");
-            let still_pending = profile_device_state::Column::PendingCommandId.eq(command_id);
-            if removal_done {
-                profile_device_state::Entity::delete_many()
-                    .filter(profile_device_state::Column::DeviceId.eq(key.0))
-                    .filter(profile_device_state::Column::Identifier.eq(key.1))
-                    .filter(still_pending)
-                    .exec(&txn)
-                    .await
-                    .map_err(CoreError::storage)?;
-                changed += 1;
-                continue;
-            }
-            let mut update = profile_device_state::Entity::update_many()
+        }
+        let clear = |update: sea_orm::UpdateMany<profile_device_state::Entity>| {
+            update
                 .col_expr(
                     profile_device_state::Column::PendingCommandId,
                     Expr::value(Option::<String>::None),
@@ -1069,44 +1069,70 @@ impl Store {
                     profile_device_state::Column::PendingRemoval,
                     Expr::value(Option::<String>::None),
                 )
-                .col_expr(profile_device_state::Column::UpdatedAt, Expr::value(now));
-            if status == CommandStatus::Acknowledged {
-                update = update
-                    .col_expr(
-                        profile_device_state::Column::InstalledVersion,
-                        Expr::value(row.pending_version),
-                    )
-                    .col_expr(
-                        profile_device_state::Column::InstalledChecksum,
-                        Expr::value(row.pending_checksum.clone()),
-                    )
-                    .col_expr(
-                        profile_device_state::Column::InstalledAt,
-                        Expr::value(Some(now)),
-                    )
-                    .col_expr(
-                        profile_device_state::Column::Removal,
-                        Expr::value(row.pending_removal.clone()),
-                    )
-                    .col_expr(
-                        profile_device_state::Column::LastError,
-                        Expr::value(Option::<String>::None),
-                    );
-            } else if status != CommandStatus::Cancelled {
-                let error = error.unwrap_or_else(|| format!("the device answered {status}"));
-                update = update.col_expr(
+                .col_expr(profile_device_state::Column::UpdatedAt, Expr::value(now))
+        };
+        let txn = self.write().await?;
+        let mut changed = 0;
+        for chunk in installed.chunks(500) {
+            // The right-hand sides read the row as it was, so the pending version moves
+            // into the installed columns before they are cleared.
+            let update = profile_device_state::Entity::update_many()
+                .col_expr(
+                    profile_device_state::Column::InstalledVersion,
+                    Expr::col(profile_device_state::Column::PendingVersion).into(),
+                )
+                .col_expr(
+                    profile_device_state::Column::InstalledChecksum,
+                    Expr::col(profile_device_state::Column::PendingChecksum).into(),
+                )
+                .col_expr(
+                    profile_device_state::Column::Removal,
+                    Expr::col(profile_device_state::Column::PendingRemoval).into(),
+                )
+                .col_expr(
+                    profile_device_state::Column::InstalledAt,
+                    Expr::value(Some(now)),
+                )
+                .col_expr(
                     profile_device_state::Column::LastError,
-                    Expr::value(Some(error)),
+                    Expr::value(Option::<String>::None),
                 );
-            }
-            update
-                .filter(profile_device_state::Column::DeviceId.eq(key.0))
-                .filter(profile_device_state::Column::Identifier.eq(key.1))
-                .filter(still_pending)
+            changed += clear(update)
+                .filter(profile_device_state::Column::PendingCommandId.is_in(chunk.to_vec()))
                 .exec(&txn)
                 .await
-                .map_err(CoreError::storage)?;
-            changed += 1;
+                .map_err(CoreError::storage)?
+                .rows_affected;
+        }
+        for chunk in removed.chunks(500) {
+            changed += profile_device_state::Entity::delete_many()
+                .filter(profile_device_state::Column::PendingCommandId.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?
+                .rows_affected;
+        }
+        for chunk in withdrawn.chunks(500) {
+            changed += clear(profile_device_state::Entity::update_many())
+                .filter(profile_device_state::Column::PendingCommandId.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?
+                .rows_affected;
+        }
+        for (error, ids) in &refused {
+            for chunk in ids.chunks(500) {
+                changed += clear(profile_device_state::Entity::update_many())
+                    .col_expr(
+                        profile_device_state::Column::LastError,
+                        Expr::value(Some(error.clone())),
+                    )
+                    .filter(profile_device_state::Column::PendingCommandId.is_in(chunk.to_vec()))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?
+                    .rows_affected;
+            }
         }
         commit(txn).await?;
         Ok(changed)

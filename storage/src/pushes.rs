@@ -774,11 +774,8 @@ async fn apply_batch(
                 .iter()
                 .cloned()
                 .map(IntoActiveModel::into_active_model)
-                .map(|mut m| {
-                    // `into_active_model` marks everything unchanged; write every column.
-                    m.reset_all();
-                    m
-                }),
+                // `into_active_model` marks every column unchanged; an insert writes them all.
+                .map(sea_orm::ActiveModelTrait::reset_all),
         )
         .on_conflict(
             OnConflict::columns([
@@ -1660,19 +1657,9 @@ impl Store {
                 .exec(&txn)
                 .await
                 .map_err(CoreError::storage)?;
-            for device_id in chunk {
-                jobs::enqueue(
-                    &txn,
-                    &WakeDevice {
-                        device_id: device_id.clone(),
-                        window,
-                    },
-                    now,
-                )
-                .await?;
-                report.woken += 1;
-            }
         }
+        wake_all(&txn, &silent, window, now).await?;
+        report.woken += silent.len() as u64;
         let expired = now >= row.expires_at;
         if expired {
             push_target::Entity::update_many()

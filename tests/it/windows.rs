@@ -544,6 +544,30 @@ async fn a_revoked_or_unknown_secret_does_not_enrol() {
         .await
         .unwrap_err();
     assert!(is_fault(&err, FaultCode::Authentication), "{err}");
+
+    let (_, created) = app
+        .post_json(
+            "/api/v1/windows/enrollment-secrets",
+            &json!({ "label": "leaked package" }),
+        )
+        .await;
+    let revoke = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!(
+                "/api/v1/windows/enrollment-secrets/{}",
+                created["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), StatusCode::OK);
+    let err = laptop
+        .enroll("x", created["secret"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert!(is_fault(&err, FaultCode::Authentication), "{err}");
     assert_eq!(device_count(&app).await, 0);
 }
 

@@ -7,9 +7,11 @@ pub(crate) mod auth_login;
 mod commands;
 pub(crate) mod devices;
 mod directory;
+pub(crate) mod loans;
 mod people;
 mod profiles;
 mod pushes;
+pub(crate) mod register;
 mod schools;
 mod system;
 
@@ -87,6 +89,11 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(pushes::pause_push))
         .routes(routes!(pushes::resume_push))
         .routes(routes!(pushes::cancel_push))
+        .routes(routes!(loans::list_loans, loans::lend))
+        .routes(routes!(loans::lend_bulk))
+        .routes(routes!(loans::get_loan))
+        .routes(routes!(loans::return_loan))
+        .routes(routes!(register::import))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()

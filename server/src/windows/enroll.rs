@@ -163,7 +163,7 @@ async fn authenticate(
             Err(e) => Err(internal(service, &e, relates_to)),
         };
     }
-    match crate::signin::sign_in(state, username, password, source, Via::Api).await {
+    match crate::signin::sign_in(state, username, password, source, Via::Windows).await {
         Ok(staff) => Ok(WindowsEnrolledBy::Staff {
             username: staff.name,
         }),
@@ -180,14 +180,48 @@ fn source_of(connect: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<Stri
     connect.map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
 }
 
-/// A DeviceID as Windows sends it (32 hex digits in practice); anything that could not be a
-/// SyncML `LocURI` or a certificate CN is refused.
-fn valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
+/// The DeviceID that names the laptop from here on (SyncML `Source`, certificate CN).
+/// Windows sends it in the request's context and, on newer builds, in the CSR (extension or
+/// CN `<GUID>!<DeviceID>`); both must agree. Anything that could not be a SyncML `LocURI`
+/// or a certificate CN is refused (real ones are 32 hex digits).
+fn device_id_of(
+    request: &soap::EnrollmentRequest,
+    csr: &flotte_pki::CsrInfo,
+) -> Result<String, Fault> {
+    let from_csr = csr.device_id.clone().or_else(|| {
+        csr.common_name
+            .as_deref()
+            .and_then(|cn| cn.rsplit_once('!'))
+            .map(|(_, id)| id.to_owned())
+    });
+    let id = match (request.device_id(), from_csr.as_deref()) {
+        (Some(ctx), Some(csr_id)) if !ctx.eq_ignore_ascii_case(csr_id) => {
+            return Err(Fault::new(
+                FaultCode::CertificateRequest,
+                format!("the request's DeviceID {ctx} differs from its CSR's {csr_id}"),
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id.to_owned(),
+        (None, None) => {
+            return Err(Fault::new(
+                FaultCode::MessageFormat,
+                "the request names no DeviceID",
+            ));
+        }
+    };
+    let valid = id.len() <= 64
+        && !id.is_empty()
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'{' | b'}'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'{' | b'}'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(Fault::new(
+            FaultCode::MessageFormat,
+            format!("{id:?} is not a DeviceID"),
+        ))
+    }
 }
 
 pub(crate) async fn enrollment(
@@ -234,35 +268,10 @@ pub(crate) async fn enrollment(
             );
         }
     };
-    // The DeviceID names the laptop from here on (SyncML Source, certificate CN). Windows
-    // sends it in the context and, on newer builds, in the CSR; both must agree.
-    let from_csr = csr.device_id.clone().or_else(|| {
-        csr.common_name
-            .as_deref()
-            .and_then(|cn| cn.rsplit_once('!'))
-            .map(|(_, id)| id.to_owned())
-    });
-    let device_id = match (request.device_id(), from_csr.as_deref()) {
-        (Some(ctx), Some(csr_id)) if !ctx.eq_ignore_ascii_case(csr_id) => {
-            return refuse(
-                FaultCode::CertificateRequest,
-                format!("the request's DeviceID {ctx} differs from its CSR's {csr_id}"),
-            );
-        }
-        (Some(id), _) | (None, Some(id)) => id.to_owned(),
-        (None, None) => {
-            return refuse(
-                FaultCode::MessageFormat,
-                "the request names no DeviceID".into(),
-            );
-        }
+    let device_id = match device_id_of(&request, &csr) {
+        Ok(id) => id,
+        Err(refused) => return fault(SERVICE, refused, relates_to),
     };
-    if !valid_device_id(&device_id) {
-        return refuse(
-            FaultCode::MessageFormat,
-            format!("{device_id:?} is not a DeviceID"),
-        );
-    }
     let mut identity_request = ClientCertificateRequest::new(&device_id, IDENTITY_VALIDITY_DAYS);
     identity_request.organisation = Some(state.settings.organisation.clone());
     identity_request.organisational_unit = Some(PROVIDER_ID.to_owned());

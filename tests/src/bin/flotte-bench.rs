@@ -2,7 +2,7 @@
 //! with the machine and the date. Run through `scripts/bench.sh`, which builds
 //! in release mode and starts a PostgreSQL for the PostgreSQL figures.
 //!
-//! Usage: flotte-bench [apple] [directory] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]
+//! Usage: flotte-bench [apple] [directory] [windows] [--laptops 1000] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]
 
 use flotte_tests::benchmarks::{Figure, machine, table, write_section};
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 struct Args {
     suites: Vec<String>,
     devices: Vec<usize>,
+    laptops: usize,
     postgres: Option<String>,
     out: PathBuf,
 }
@@ -18,6 +19,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         suites: Vec::new(),
         devices: vec![1000, 10000],
+        laptops: 1000,
         postgres: std::env::var("TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty()),
         out: PathBuf::from("BENCHMARKS.md"),
     };
@@ -33,9 +35,12 @@ fn parse_args() -> anyhow::Result<Args> {
                     .collect::<Result<_, _>>()?;
             }
             "--postgres" => args.postgres = it.next(),
+            "--laptops" => {
+                args.laptops = it.next().ok_or_else(|| anyhow::anyhow!("--laptops needs a number"))?.parse()?;
+            }
             "--out" => args.out = it.next().ok_or_else(|| anyhow::anyhow!("--out needs a path"))?.into(),
             "-h" | "--help" => {
-                println!("flotte-bench [apple] [directory] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
+                println!("flotte-bench [apple] [directory] [windows] [--laptops 1000] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
                 std::process::exit(0);
             }
             suite => args.suites.push(suite.to_owned()),
@@ -94,7 +99,30 @@ async fn main() -> anyhow::Result<()> {
                 );
                 write_section(&args.out, "Directory", &body)?;
             }
-            other => anyhow::bail!("unknown benchmark {other:?} (known: apple, directory)"),
+            "windows" => {
+                let mut figures = Vec::new();
+                let mut backends: Vec<Option<&str>> = vec![None];
+                if let Some(pg) = args.postgres.as_deref() {
+                    backends.push(Some(pg));
+                }
+                for backend in backends {
+                    eprintln!("windows: {} laptops on {}", args.laptops, if backend.is_some() { "PostgreSQL" } else { "SQLite" });
+                    figures.extend(flotte_tests::bench_windows::run(backend, args.laptops).await?);
+                }
+                let body = format!(
+                    "{}Simulated Windows laptops (`tests/src/windows_device.rs`) against `flotte up` in-process, \
+                     each laptop on its own HTTPS keep-alive connection, {} laptops at a time, load generator \
+                     on the same machine. A session is what a laptop's poll costs: package 1 without \
+                     credentials, the 407 challenge, package 1 again with the MD5 digest (212), then one \
+                     message per round of commands. RSA keys come from a pool of 16 generated before \
+                     timing.\n\n{}",
+                    header(),
+                    flotte_tests::bench_windows::CONCURRENCY,
+                    table(&figures)
+                );
+                write_section(&args.out, "Windows", &body)?;
+            }
+            other => anyhow::bail!("unknown benchmark {other:?} (known: apple, directory, windows)"),
         }
     }
     Ok(())
