@@ -351,7 +351,8 @@ impl Settings {
                 )));
             }
         }
-        if self.loans.max_loan_days == 0 || self.loans.default_loan_days > self.loans.max_loan_days {
+        if self.loans.max_loan_days == 0 || self.loans.default_loan_days > self.loans.max_loan_days
+        {
             return Err(ConfigError::Invalid(format!(
                 "loans.max_loan_days must be at least 1 and at least loans.default_loan_days ({} > {})",
                 self.loans.default_loan_days, self.loans.max_loan_days

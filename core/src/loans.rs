@@ -96,7 +96,10 @@ pub enum LoanRuleError {
     #[error("unknown accessory {name:?}; known: {known}")]
     UnknownAccessory { name: String, known: String },
     #[error("loan {loan} was already returned on {returned_on}")]
-    AlreadyReturned { loan: String, returned_on: NaiveDate },
+    AlreadyReturned {
+        loan: String,
+        returned_on: NaiveDate,
+    },
     #[error("loan {loan} was returned by someone else at the same moment")]
     ReturnedMeanwhile { loan: String },
     #[error("device {device} is listed twice")]
@@ -281,10 +284,7 @@ pub fn normalise_accessories(
 }
 
 /// A loan can be returned once.
-pub fn check_return(
-    loan: &str,
-    returned_at: Option<DateTime<Utc>>,
-) -> Result<(), LoanRuleError> {
+pub fn check_return(loan: &str, returned_at: Option<DateTime<Utc>>) -> Result<(), LoanRuleError> {
     match returned_at {
         Some(at) => Err(LoanRuleError::AlreadyReturned {
             loan: loan.to_owned(),
@@ -480,14 +480,58 @@ impl fmt::Display for RowError {
 /// The columns of a delivery list, by their accepted headers (case, spaces, hyphens and
 /// underscores ignored).
 const COLUMNS: [(&str, &[&str]); 8] = [
-    ("serial_number", &["serialnumber", "serial", "seriennummer", "seriennr", "sn"]),
+    (
+        "serial_number",
+        &["serialnumber", "serial", "seriennummer", "seriennr", "sn"],
+    ),
     ("model", &["model", "modell", "modelname", "bezeichnung"]),
-    ("platform", &["platform", "plattform", "os", "betriebssystem"]),
-    ("asset_tag", &["assettag", "asset", "inventarnummer", "inventarnr", "inventar"]),
+    (
+        "platform",
+        &["platform", "plattform", "os", "betriebssystem"],
+    ),
+    (
+        "asset_tag",
+        &[
+            "assettag",
+            "asset",
+            "inventarnummer",
+            "inventarnr",
+            "inventar",
+        ],
+    ),
     ("school", &["school", "schule", "schulnummer", "schulcode"]),
-    ("funding_programme", &["fundingprogramme", "fundingprogram", "funding", "förderprogramm", "foerderprogramm", "programm"]),
-    ("purchase_date", &["purchasedate", "kaufdatum", "lieferdatum", "beschaffungsdatum", "purchased"]),
-    ("warranty_end", &["warrantyend", "warranty", "garantieende", "garantiebis", "gewährleistungbis", "gewaehrleistungbis"]),
+    (
+        "funding_programme",
+        &[
+            "fundingprogramme",
+            "fundingprogram",
+            "funding",
+            "förderprogramm",
+            "foerderprogramm",
+            "programm",
+        ],
+    ),
+    (
+        "purchase_date",
+        &[
+            "purchasedate",
+            "kaufdatum",
+            "lieferdatum",
+            "beschaffungsdatum",
+            "purchased",
+        ],
+    ),
+    (
+        "warranty_end",
+        &[
+            "warrantyend",
+            "warranty",
+            "garantieende",
+            "garantiebis",
+            "gewährleistungbis",
+            "gewaehrleistungbis",
+        ],
+    ),
 ];
 
 fn normalise_header(h: &str) -> String {
@@ -543,7 +587,10 @@ pub fn parse_delivery_list(bytes: &[u8]) -> Result<Vec<DeliveryRow>, Vec<RowErro
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, h) in header.iter().enumerate() {
         let h = normalise_header(h);
-        if let Some((name, _)) = COLUMNS.iter().find(|(_, aliases)| aliases.contains(&h.as_str())) {
+        if let Some((name, _)) = COLUMNS
+            .iter()
+            .find(|(_, aliases)| aliases.contains(&h.as_str()))
+        {
             index.entry(name).or_insert(i);
         }
     }
@@ -756,6 +803,15 @@ pub fn plan_import(
     asset_tags: &BTreeMap<String, String>,
     schools: &BTreeMap<String, String>,
 ) -> Result<Vec<ImportChange>, Vec<RowError>> {
+    // Tags that devices of the list give up (a corrected list may swap two tags).
+    let freed: BTreeSet<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let current = existing.get(&row.serial_number)?.asset_tag.as_ref()?;
+            let new = row.asset_tag.as_ref()?;
+            (!new.eq_ignore_ascii_case(current)).then(|| current.to_lowercase())
+        })
+        .collect();
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for row in rows {
@@ -771,6 +827,7 @@ pub fn plan_import(
         if let Some(tag) = &row.asset_tag
             && let Some(owner) = asset_tags.get(&tag.to_lowercase())
             && current.is_none_or(|d| &d.id != owner)
+            && !freed.contains(&tag.to_lowercase())
         {
             problems.push(format!("asset tag {tag} belongs to another device"));
         }
@@ -891,7 +948,10 @@ mod tests {
             today,
         )
         .unwrap();
-        assert_eq!(accessories, vec!["Ladegerät".to_owned(), "Stift".to_owned()]);
+        assert_eq!(
+            accessories,
+            vec!["Ladegerät".to_owned(), "Stift".to_owned()]
+        );
         // Due today is allowed: a loan for the day.
         assert!(check_lend(&device(), &pupil(), today, &[], &policy(), today).is_ok());
     }
@@ -924,16 +984,33 @@ mod tests {
             Err(LoanRuleError::NotAPupilOfSchool { .. })
         ));
         assert!(matches!(
-            check_lend(&device(), &pupil(), day("2026-11-26"), &[], &policy(), today),
+            check_lend(
+                &device(),
+                &pupil(),
+                day("2026-11-26"),
+                &[],
+                &policy(),
+                today
+            ),
             Err(LoanRuleError::DueDateInPast { .. })
         ));
         assert!(matches!(
-            check_lend(&device(), &pupil(), day("2062-01-01"), &[], &policy(), today),
+            check_lend(
+                &device(),
+                &pupil(),
+                day("2062-01-01"),
+                &[],
+                &policy(),
+                today
+            ),
             Err(LoanRuleError::DueDateTooFar { .. })
         ));
-        let err = check_lend(&device(), &pupil(), due, &["Maus".into()], &policy(), today)
-            .unwrap_err();
-        assert!(err.to_string().contains("Maus") && err.to_string().contains("Hülle"), "{err}");
+        let err =
+            check_lend(&device(), &pupil(), due, &["Maus".into()], &policy(), today).unwrap_err();
+        assert!(
+            err.to_string().contains("Maus") && err.to_string().contains("Hülle"),
+            "{err}"
+        );
         let unassigned = DeviceFacts {
             school_id: None,
             ..device()
@@ -954,15 +1031,15 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
         assert!(check_return("L1", None).is_ok());
         let err = check_return("L1", Some(now)).unwrap_err();
-        assert_eq!(err.to_string(), "loan L1 was already returned on 2026-11-27");
+        assert_eq!(
+            err.to_string(),
+            "loan L1 was already returned on 2026-11-27"
+        );
         assert!(!is_overdue(Some(due_at(day("2026-11-27"))), false, now));
         assert!(is_overdue(Some(due_at(day("2026-11-26"))), false, now));
         assert!(!is_overdue(Some(due_at(day("2026-11-26"))), true, now));
         assert!(!is_overdue(None, false, now));
-        assert_eq!(
-            retention_cutoff(now, 183).date_naive(),
-            day("2026-05-28")
-        );
+        assert_eq!(retention_cutoff(now, 183).date_naive(), day("2026-05-28"));
     }
 
     #[test]
@@ -971,20 +1048,33 @@ mod tests {
         assert!(check_pairs(&[pair("d1", "p1"), pair("d2", "p2")]).is_ok());
         assert_eq!(
             check_pairs(&[pair("d1", "p1"), pair("d1", "p2")]),
-            Err(LoanRuleError::DeviceTwice { device: "d1".into() })
+            Err(LoanRuleError::DeviceTwice {
+                device: "d1".into()
+            })
         );
         assert_eq!(
             check_pairs(&[pair("d1", "p1"), pair("d2", "p1")]),
-            Err(LoanRuleError::PupilTwice { person: "p1".into() })
+            Err(LoanRuleError::PupilTwice {
+                person: "p1".into()
+            })
         );
         assert_eq!(check_pairs(&[]), Err(LoanRuleError::NothingToLend));
     }
 
     #[test]
     fn borrowers_who_left_are_flagged_by_reason() {
-        assert_eq!(borrower_alert("departed", true), Some(BorrowerAlert::Departed));
-        assert_eq!(borrower_alert("disabled", true), Some(BorrowerAlert::Disabled));
-        assert_eq!(borrower_alert("active", false), Some(BorrowerAlert::LeftSchool));
+        assert_eq!(
+            borrower_alert("departed", true),
+            Some(BorrowerAlert::Departed)
+        );
+        assert_eq!(
+            borrower_alert("disabled", true),
+            Some(BorrowerAlert::Disabled)
+        );
+        assert_eq!(
+            borrower_alert("active", false),
+            Some(BorrowerAlert::LeftSchool)
+        );
         assert_eq!(borrower_alert("active", true), None);
     }
 
@@ -1045,14 +1135,22 @@ mod tests {
         assert_eq!(lines, vec![2, 3, 4, 5]);
         assert!(errors[0].message.contains("2026-13-01"), "{}", errors[0]);
         assert!(errors[1].message.contains("android"));
-        assert!(errors[2].message.contains("serial number A1 also on line 2"));
+        assert!(
+            errors[2]
+                .message
+                .contains("serial number A1 also on line 2")
+        );
         assert!(errors[2].message.contains("asset tag t1 also on line 2"));
         assert!(errors[3].message.contains("no school"));
         assert!(errors[3].message.contains("warranty end"));
 
         let missing = parse_delivery_list(b"serial,model\nA1,iPad\n").unwrap_err();
         assert_eq!(missing[0].line, 0);
-        assert!(missing[0].message.contains("platform, school"), "{}", missing[0]);
+        assert!(
+            missing[0].message.contains("platform, school"),
+            "{}",
+            missing[0]
+        );
         assert!(parse_delivery_list(b"").is_err());
         assert!(parse_delivery_list(b"serial,platform,school\n\"A1,apple,gym1\n").is_err());
     }
@@ -1091,8 +1189,7 @@ mod tests {
             asset_tag: Some("GYM1-0001".into()),
             ..registered
         };
-        let existing: BTreeMap<String, RegisteredDevice> =
-            [("F9FXK1".to_owned(), tagged)].into();
+        let existing: BTreeMap<String, RegisteredDevice> = [("F9FXK1".to_owned(), tagged)].into();
         let tags: BTreeMap<String, String> = [("gym1-0001".to_owned(), "d1".to_owned())].into();
         let plan = plan_import(&rows, &existing, &tags, &schools).unwrap();
         assert_eq!(plan[0].action, ImportAction::Unchanged);

@@ -105,7 +105,10 @@ impl MigrationTrait for Migration {
                 .await?;
         }
         for (name, columns) in [
-            ("idx_loans_school_returned", vec![Loans::SchoolId, Loans::ReturnedAt]),
+            (
+                "idx_loans_school_returned",
+                vec![Loans::SchoolId, Loans::ReturnedAt],
+            ),
             ("idx_loans_person", vec![Loans::PersonId]),
             ("idx_loans_due", vec![Loans::DueAt]),
             ("idx_loans_returned", vec![Loans::ReturnedAt]),
@@ -167,7 +170,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(LoanHistory::Table).if_exists().to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(LoanHistory::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -27,8 +27,8 @@ use flotte_core::loans::{
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition as Where, ConnectionTrait,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition as Where, ConnectionTrait, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -213,7 +213,10 @@ fn loans_in(scope: &SchoolScope) -> Where {
 }
 
 /// Lower-case equality, for keys people type or scan.
-fn same_text(column: impl sea_orm::sea_query::IntoColumnRef, key: &str) -> sea_orm::sea_query::SimpleExpr {
+fn same_text(
+    column: impl sea_orm::sea_query::IntoColumnRef,
+    key: &str,
+) -> sea_orm::sea_query::SimpleExpr {
     Expr::expr(Func::lower(Expr::col(column))).eq(key.trim().to_lowercase())
 }
 
@@ -379,7 +382,10 @@ fn is_unique_clash(e: &DbErr) -> bool {
 enum LendFailure {
     Failed(LoanError),
     /// The device got an open loan between our check and our insert.
-    Raced { device_id: String, label: String },
+    Raced {
+        device_id: String,
+        label: String,
+    },
 }
 
 impl From<CoreError> for LendFailure {
@@ -394,17 +400,29 @@ impl From<LoanRuleError> for LendFailure {
     }
 }
 
+/// What every loan of one lending shares.
+struct Lending<'a> {
+    policy: &'a LoanPolicy,
+    scope: &'a SchoolScope,
+    actor: &'a AuditEntry,
+    now: DateTime<Utc>,
+    coalesce_secs: i64,
+}
+
 impl Store {
     async fn lend_in(
         &self,
         txn: &WriteTxn,
         new: &NewLoan,
-        policy: &LoanPolicy,
-        scope: &SchoolScope,
-        actor: &AuditEntry,
-        now: DateTime<Utc>,
-        coalesce_secs: i64,
+        ctx: &Lending<'_>,
     ) -> Result<String, LendFailure> {
+        let Lending {
+            policy,
+            scope,
+            actor,
+            now,
+            coalesce_secs,
+        } = *ctx;
         let device = device_by_key(txn, &new.device, scope)
             .await?
             .ok_or_else(|| LoanRuleError::DeviceNotFound {
@@ -476,16 +494,26 @@ impl Store {
                     label,
                 });
             }
-            Err(e) => return Err(CoreError::from(db_err("loan")(e)).into()),
+            Err(e) => return Err(db_err("loan")(e).into()),
         }
         device::Entity::update_many()
-            .col_expr(device::Column::AssignedPersonId, Expr::value(pupil.id.clone()))
+            .col_expr(
+                device::Column::AssignedPersonId,
+                Expr::value(pupil.id.clone()),
+            )
             .col_expr(device::Column::UpdatedAt, Expr::value(now))
             .filter(device::Column::Id.eq(device.id.clone()))
             .exec(txn)
             .await
             .map_err(CoreError::storage)?;
-        jobs::enqueue(txn, &PersonaliseLoanDevice { loan_id: id.clone() }, now).await?;
+        jobs::enqueue(
+            txn,
+            &PersonaliseLoanDevice {
+                loan_id: id.clone(),
+            },
+            now,
+        )
+        .await?;
         jobs::enqueue(
             txn,
             &ReconcileDevice {
@@ -534,10 +562,14 @@ impl Store {
         coalesce_secs: i64,
     ) -> Result<LoanRecord, LoanError> {
         let txn = self.write().await?;
-        let id = match self
-            .lend_in(&txn, new, policy, scope, actor, now, coalesce_secs)
-            .await
-        {
+        let ctx = Lending {
+            policy,
+            scope,
+            actor,
+            now,
+            coalesce_secs,
+        };
+        let id = match self.lend_in(&txn, new, &ctx).await {
             Ok(id) => id,
             Err(LendFailure::Failed(e)) => return Err(e),
             Err(LendFailure::Raced { device_id, label }) => {
@@ -562,10 +594,22 @@ impl Store {
     ) -> Result<Vec<LoanRecord>, LoanError> {
         let keys: Vec<(String, String)> = pairs
             .iter()
-            .map(|p| (p.device.trim().to_lowercase(), p.person.trim().to_lowercase()))
+            .map(|p| {
+                (
+                    p.device.trim().to_lowercase(),
+                    p.person.trim().to_lowercase(),
+                )
+            })
             .collect();
         loans::check_pairs(&keys)?;
         let txn = self.write().await?;
+        let ctx = Lending {
+            policy,
+            scope,
+            actor,
+            now,
+            coalesce_secs,
+        };
         let mut ids = Vec::new();
         for new in pairs {
             let about = |e: LoanError| match e {
@@ -576,10 +620,7 @@ impl Store {
                 }),
                 other => other,
             };
-            match self
-                .lend_in(&txn, new, policy, scope, actor, now, coalesce_secs)
-                .await
-            {
+            match self.lend_in(&txn, new, &ctx).await {
                 Ok(id) => ids.push(id),
                 Err(LendFailure::Failed(e)) => return Err(about(e)),
                 Err(LendFailure::Raced { device_id, label }) => {
@@ -633,9 +674,9 @@ impl Store {
             .map_err(CoreError::storage)?
             .ok_or_else(|| CoreError::NotFound(format!("device {}", row.device_id)))?;
         let erase_command_id = match &ret.erase {
-            Some(new) => Some(
-                insert_command(&txn, &device.id, new, &actor.actor, coalesce_secs, now).await?,
-            ),
+            Some(new) => {
+                Some(insert_command(&txn, &device.id, new, &actor.actor, coalesce_secs, now).await?)
+            }
             None => None,
         };
         let closed = loan::Entity::update_many()
@@ -662,7 +703,10 @@ impl Store {
                         .or(row.notes.clone()),
                 ),
             )
-            .col_expr(loan::Column::EraseCommandId, Expr::value(erase_command_id.clone()))
+            .col_expr(
+                loan::Column::EraseCommandId,
+                Expr::value(erase_command_id.clone()),
+            )
             .col_expr(loan::Column::UpdatedAt, Expr::value(now))
             .filter(loan::Column::Id.eq(row.id.clone()))
             .filter(loan::Column::ReturnedAt.is_null())
@@ -825,8 +869,18 @@ impl Store {
         let mut out = self.hydrate(rows, now).await?;
         if by_name {
             out.sort_by(|a, b| {
-                (&a.school.code, &a.class_name, &a.person.family_name, &a.person.given_name)
-                    .cmp(&(&b.school.code, &b.class_name, &b.person.family_name, &b.person.given_name))
+                (
+                    &a.school.code,
+                    &a.class_name,
+                    &a.person.family_name,
+                    &a.person.given_name,
+                )
+                    .cmp(&(
+                        &b.school.code,
+                        &b.class_name,
+                        &b.person.family_name,
+                        &b.person.given_name,
+                    ))
             });
         }
         Ok(out)
@@ -994,7 +1048,9 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut records = self.hydrate(vec![row], chrono::DateTime::UNIX_EPOCH).await?;
+        let mut records = self
+            .hydrate(vec![row], chrono::DateTime::UNIX_EPOCH)
+            .await?;
         let Some(r) = records.pop() else {
             return Ok(None);
         };
@@ -1141,7 +1197,10 @@ impl Store {
             }
             loan::Entity::update_many()
                 .col_expr(loan::Column::Alert, Expr::value(alert.clone()))
-                .col_expr(loan::Column::AlertAt, Expr::value(alert.as_ref().map(|_| now)))
+                .col_expr(
+                    loan::Column::AlertAt,
+                    Expr::value(alert.as_ref().map(|_| now)),
+                )
                 .col_expr(loan::Column::UpdatedAt, Expr::value(now))
                 .filter(loan::Column::Id.eq(l.id.clone()))
                 .exec(&txn)
@@ -1252,9 +1311,7 @@ impl Store {
                         .column(person_school::Column::PersonId)
                         .from(person_school::Entity)
                         .and_where(person_school::Column::SchoolId.eq(school_id))
-                        .and_where(
-                            person_school::Column::Role.eq(role_str(Role::SchoolAdmin)),
-                        )
+                        .and_where(person_school::Column::Role.eq(role_str(Role::SchoolAdmin)))
                         .to_owned(),
                 ),
             )

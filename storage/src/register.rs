@@ -11,7 +11,9 @@ use flotte_core::CoreError;
 use flotte_core::audit::AuditEntry;
 use flotte_core::auth::SchoolScope;
 use flotte_core::device::{EnrollmentState, Platform};
-use flotte_core::loans::{self, DeliveryRow, ImportAction, ImportChange, RegisteredDevice, RowError};
+use flotte_core::loans::{
+    self, DeliveryRow, ImportAction, ImportChange, RegisteredDevice, RowError,
+};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
@@ -92,9 +94,7 @@ fn scoped(
 ) -> sea_orm::Select<device_register::Entity> {
     match scope {
         SchoolScope::All => q,
-        SchoolScope::Schools(ids) => {
-            q.filter(device_register::Column::SchoolId.is_in(ids.clone()))
-        }
+        SchoolScope::Schools(ids) => q.filter(device_register::Column::SchoolId.is_in(ids.clone())),
     }
 }
 
@@ -293,8 +293,10 @@ impl Store {
             let lowered: Vec<String> = chunk.iter().map(|s| s.to_lowercase()).collect();
             for d in device_register::Entity::find()
                 .filter(
-                    Expr::expr(Func::lower(Expr::col(device_register::Column::SerialNumber)))
-                        .is_in(lowered),
+                    Expr::expr(Func::lower(Expr::col(
+                        device_register::Column::SerialNumber,
+                    )))
+                    .is_in(lowered),
                 )
                 .all(&txn)
                 .await
@@ -349,11 +351,9 @@ impl Store {
         }
         // Asset tags move between devices only through a free tag: clear the tags that
         // change first, so that swapping two tags in one list does not clash midway.
-        for c in outcome
-            .changes
-            .iter()
-            .filter(|c| c.action == ImportAction::Update && c.changed.iter().any(|f| f == "asset_tag"))
-        {
+        for c in outcome.changes.iter().filter(|c| {
+            c.action == ImportAction::Update && c.changed.iter().any(|f| f == "asset_tag")
+        }) {
             if let Some(id) = &c.device_id {
                 device_register::Entity::update_many()
                     .col_expr(

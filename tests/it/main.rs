@@ -4,6 +4,8 @@ mod apple;
 mod directory;
 mod directory_ldap;
 mod foundation;
+mod loans;
 mod profiles;
 mod pushes;
+mod web;
 mod windows;

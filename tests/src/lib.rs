@@ -5,6 +5,7 @@ pub mod apns;
 pub mod apple_device;
 pub mod bench_apple;
 pub mod bench_windows;
+pub mod browser;
 pub mod benchmarks;
 pub mod app;
 pub mod bench_directory;

@@ -8,8 +8,8 @@ use flotte_config::Settings;
 use flotte_core::Clock;
 use flotte_core::directory::DirectorySource;
 use flotte_core::jobs::{
-    Job, MaintainCertificates, PruneTables, PushBatch, PushProgress, ReconcileDevice,
-    SyncDirectory, WakeDevice,
+    Job, MaintainCertificates, MaintainLoans, PersonaliseLoanDevice, PruneTables, PushBatch,
+    PushProgress, ReconcileDevice, SyncDirectory, WakeDevice,
 };
 use flotte_core::push::PushNotifier;
 use flotte_storage::{JobPool, Store};
@@ -79,6 +79,7 @@ pub async fn run(
     let scheduler = tokio::spawn(schedule_periodic(deps.clone()));
     let directory_schedule = tokio::spawn(jobs::schedule_directory_sync(deps.clone()));
     let certificate_schedule = tokio::spawn(jobs::schedule_certificates(deps.clone()));
+    let loan_schedule = tokio::spawn(jobs::schedule_loans(deps.clone()));
     let signal = async move {
         shutdown.await;
         Ok(())
@@ -106,6 +107,10 @@ pub async fn run(
                 .with_config(config(ReconcileDevice::QUEUE));
             let certificates = apalis_sqlite::SqliteStorage::<MaintainCertificates>::new(&pool)
                 .with_config(config(MaintainCertificates::QUEUE));
+            let personalise = apalis_sqlite::SqliteStorage::<PersonaliseLoanDevice>::new(&pool)
+                .with_config(config(PersonaliseLoanDevice::QUEUE));
+            let loan_check = apalis_sqlite::SqliteStorage::<MaintainLoans>::new(&pool)
+                .with_config(config(MaintainLoans::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
@@ -126,6 +131,14 @@ pub async fn run(
                     name,
                     deps
                 ))
+                .register(job_worker!(
+                    personalise,
+                    PersonaliseLoanDevice,
+                    jobs::personalise_loan_device,
+                    name,
+                    deps
+                ))
+                .register(job_worker!(loan_check, MaintainLoans, jobs::maintain_loans, name, deps))
                 .run_with_signal(signal)
                 .await
         }
@@ -150,6 +163,10 @@ pub async fn run(
                 .with_config(config(ReconcileDevice::QUEUE));
             let certificates = apalis_postgres::PostgresStorage::<MaintainCertificates>::new(&pool)
                 .with_config(config(MaintainCertificates::QUEUE));
+            let personalise = apalis_postgres::PostgresStorage::<PersonaliseLoanDevice>::new(&pool)
+                .with_config(config(PersonaliseLoanDevice::QUEUE));
+            let loan_check = apalis_postgres::PostgresStorage::<MaintainLoans>::new(&pool)
+                .with_config(config(MaintainLoans::QUEUE));
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
@@ -170,6 +187,14 @@ pub async fn run(
                     name,
                     deps
                 ))
+                .register(job_worker!(
+                    personalise,
+                    PersonaliseLoanDevice,
+                    jobs::personalise_loan_device,
+                    name,
+                    deps
+                ))
+                .register(job_worker!(loan_check, MaintainLoans, jobs::maintain_loans, name, deps))
                 .run_with_signal(signal)
                 .await
         }
@@ -177,6 +202,7 @@ pub async fn run(
     scheduler.abort();
     directory_schedule.abort();
     certificate_schedule.abort();
+    loan_schedule.abort();
     result.map_err(|e| anyhow::anyhow!("worker monitor stopped: {e}"))
 }
 

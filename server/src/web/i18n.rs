@@ -48,7 +48,12 @@ impl Lang {
     /// The first of German or English the browser asks for; German when neither.
     fn from_accept_language(header: &str) -> Lang {
         for part in header.split(',') {
-            let tag = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if tag.starts_with("de") {
                 return Lang::De;
             }
@@ -209,6 +214,9 @@ messages! {
     EraseYes => "Ja, Gerät auf Werkseinstellungen zurücksetzen (alle Daten werden gelöscht)", "Yes, reset it to factory settings (all data is erased)";
     EraseNo => "Nein, nicht löschen", "No, do not erase";
     EraseQueued => "Löschbefehl an das Gerät gesendet", "Erase command sent to the device";
+    EraseChoose => "Bitte wählen Sie, ob das Gerät beim Zurücknehmen gelöscht werden soll.", "Please choose whether the device is to be erased on return.";
+    DueMissing => "Bitte geben Sie ein gültiges Rückgabedatum an.", "Please give a valid due date.";
+    ConditionMissing => "Bitte wählen Sie den Zustand des Geräts.", "Please choose the device's condition.";
     Agreement => "Leihvertrag", "Loan agreement";
     Agreements => "Leihverträge", "Loan agreements";
     PrintAgreement => "Leihvertrag drucken", "Print loan agreement";
@@ -333,9 +341,9 @@ pub(crate) fn rule_text(lang: Lang, e: &LoanRuleError) -> String {
         E::AlreadyLent { device, loan } => format!(
             "Gerät {device} ist bereits ausgeliehen (offene Ausleihe {loan}). Bitte erst zurücknehmen."
         ),
-        E::LentMeanwhile { device } => format!(
-            "Gerät {device} wurde im selben Moment von jemand anderem ausgeliehen."
-        ),
+        E::LentMeanwhile { device } => {
+            format!("Gerät {device} wurde im selben Moment von jemand anderem ausgeliehen.")
+        }
         E::BorrowerInactive { person, state } => format!(
             "{person} kann kein Gerät ausleihen: das Konto ist {}.",
             match state.as_str() {
@@ -362,9 +370,9 @@ pub(crate) fn rule_text(lang: Lang, e: &LoanRuleError) -> String {
             "Die Ausleihe {loan} wurde bereits am {} zurückgegeben.",
             lang.date(*returned_on)
         ),
-        E::ReturnedMeanwhile { loan } => format!(
-            "Die Ausleihe {loan} wurde im selben Moment von jemand anderem zurückgenommen."
-        ),
+        E::ReturnedMeanwhile { loan } => {
+            format!("Die Ausleihe {loan} wurde im selben Moment von jemand anderem zurückgenommen.")
+        }
         E::DeviceTwice { device } => format!("Gerät {device} ist doppelt aufgeführt."),
         E::PupilTwice { person } => format!("{person} ist doppelt aufgeführt."),
         E::NothingToLend => "Keinem Gerät ist eine Schülerin oder ein Schüler zugeordnet.".into(),
@@ -382,8 +390,14 @@ mod tests {
 
     #[test]
     fn german_unless_the_browser_prefers_english() {
-        assert_eq!(Lang::from_accept_language("en-GB,en;q=0.9,de;q=0.8"), Lang::En);
-        assert_eq!(Lang::from_accept_language("de-DE,de;q=0.9,en;q=0.8"), Lang::De);
+        assert_eq!(
+            Lang::from_accept_language("en-GB,en;q=0.9,de;q=0.8"),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language("de-DE,de;q=0.9,en;q=0.8"),
+            Lang::De
+        );
         assert_eq!(Lang::from_accept_language("fr-FR"), Lang::De);
         assert_eq!(Msg::Lend.text(Lang::De), "Ausleihen");
         assert_eq!(Msg::Lend.text(Lang::En), "Lend");

@@ -34,6 +34,8 @@ pub(crate) struct Shell<'a> {
     pub session: Option<&'a StaffSession>,
     pub title: String,
     pub nav: Nav,
+    /// A print page brings its own headings (each agreement has one).
+    pub print: bool,
 }
 
 impl<'a> Shell<'a> {
@@ -43,7 +45,14 @@ impl<'a> Shell<'a> {
             session: Some(session),
             title: title.into(),
             nav,
+            print: false,
         }
+    }
+
+    /// The same, for a page made for printing.
+    pub fn printed(mut self) -> Self {
+        self.print = true;
+        self
     }
 }
 
@@ -110,7 +119,7 @@ pub(crate) fn document(shell: &Shell<'_>, body: Markup) -> Markup {
                     }
                 }
                 main #main tabindex="-1" {
-                    h1 { (shell.title) }
+                    @if !shell.print { h1 { (shell.title) } }
                     (body)
                 }
             }

@@ -14,16 +14,20 @@ use flotte_core::jobs::{PushBatch, PushProgress};
 /// in the transaction that queues its commands.
 pub(crate) async fn push_batch(job: PushBatch, deps: Data<WorkerDeps>) -> Result<(), BoxDynError> {
     let now = deps.clock.now();
+    eprintln!("DBG {} b{} start", job.push_id, job.batch);
     let Some(work) = deps.store.push_batch_work(&job, now).await? else {
         return Ok(());
     };
     if work.devices.is_empty() {
         return Ok(());
     }
+    eprintln!("DBG {} b{} work", job.push_id, job.batch);
     deps.store
         .settle_profile_states(Some(&work.devices), now)
         .await?;
+    eprintln!("DBG {} b{} settled", job.push_id, job.batch);
     let facts = deps.store.device_profile_facts(&work.devices).await?;
+    eprintln!("DBG {} b{} facts", job.push_id, job.batch);
     let mut planner = Planner::new(&deps).await?;
     let (focus, ask_profile_list) = match work.action {
         PushAction::Sync => (Focus::All, true),
@@ -33,6 +37,7 @@ pub(crate) async fn push_batch(job: PushBatch, deps: Data<WorkerDeps>) -> Result
     for device in &facts {
         planned.push(planner.plan(device, &focus, ask_profile_list, now).await?);
     }
+    eprintln!("DBG {} b{} planned", job.push_id, job.batch);
     let outcome = deps
         .store
         .commit_push_batch(
