@@ -211,12 +211,8 @@ async fn import_configured_push_certificate(
     };
     let pem = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;
-    let actor = flotte_core::audit::AuditEntry::new(
-        "system",
-        "apple.push_certificate.import",
-        "",
-    )
-    .from_source(Some(path.display().to_string()));
+    let actor = flotte_core::audit::AuditEntry::new("system", "apple.push_certificate.import", "")
+        .from_source(Some(path.display().to_string()));
     flotte_server::api::import_push_certificate(store, &pem, false, &actor, now)
         .await
         .map_err(|e| anyhow::anyhow!("APNs certificate {}: {e}", path.display()))?;

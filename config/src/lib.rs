@@ -167,7 +167,10 @@ impl std::fmt::Debug for LdapConfig {
         f.debug_struct("LdapConfig")
             .field("url", &self.url)
             .field("bind_dn", &self.bind_dn)
-            .field("bind_password", &self.bind_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bind_password",
+                &self.bind_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("base_dn", &self.base_dn)
             .field("technician_group", &self.technician_group)
             .field("ca_path", &self.ca_path)
@@ -458,16 +461,25 @@ mod tests {
             jail.set_env("FLOTTE_LDAP_URL", "ldaps://ucs.schule.example:7636");
             jail.set_env("FLOTTE_LDAP_BIND_DN", "uid=mdm,cn=users,dc=s,dc=de");
             jail.set_env("FLOTTE_LDAP_BASE_DN", "dc=s,dc=de");
-            jail.set_env("FLOTTE_LDAP_TECHNICIAN_GROUP", "cn=mdm,cn=groups,dc=s,dc=de");
+            jail.set_env(
+                "FLOTTE_LDAP_TECHNICIAN_GROUP",
+                "cn=mdm,cn=groups,dc=s,dc=de",
+            );
             let err = Settings::load(None).unwrap_err();
             assert!(err.to_string().contains("ldap.bind_password"), "{err}");
             jail.set_env("FLOTTE_LDAP_BIND_PASSWORD", "secret");
             jail.set_env("FLOTTE_DIRECTORY__MAX_MISSING_SHARE", "0.2");
             let s = Settings::load(None).expect("loads");
             assert!(s.ldap.is_configured());
-            assert_eq!(s.ldap.technician_group.as_deref(), Some("cn=mdm,cn=groups,dc=s,dc=de"));
+            assert_eq!(
+                s.ldap.technician_group.as_deref(),
+                Some("cn=mdm,cn=groups,dc=s,dc=de")
+            );
             assert_eq!(s.directory.max_missing_share, 0.2);
-            assert!(!format!("{:?}", s.ldap).contains("secret"), "password redacted");
+            assert!(
+                !format!("{:?}", s.ldap).contains("secret"),
+                "password redacted"
+            );
             Ok(())
         });
     }

@@ -1017,7 +1017,10 @@ mod tests {
                 TargetStatus::NotNow
             ]
         );
-        assert_eq!("not_now".parse::<TargetStatus>().unwrap(), TargetStatus::NotNow);
+        assert_eq!(
+            "not_now".parse::<TargetStatus>().unwrap(),
+            TargetStatus::NotNow
+        );
         assert!(PushStatus::Cancelled.is_finished() && !PushStatus::Paused.is_finished());
     }
 }

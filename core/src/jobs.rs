@@ -80,7 +80,10 @@ impl Job for PushBatch {
     const QUEUE: &'static str = "flotte.push_batch";
 
     fn idempotency_key(&self) -> Option<String> {
-        Some(format!("{}:{}:{}", self.push_id, self.generation, self.batch))
+        Some(format!(
+            "{}:{}:{}",
+            self.push_id, self.generation, self.batch
+        ))
     }
 }
 

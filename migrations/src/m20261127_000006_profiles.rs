@@ -292,7 +292,9 @@ impl MigrationTrait for Migration {
                     .col(string_len_null(DeviceProfileState::ExpectedChecksum, 64))
                     .col(integer_null(DeviceProfileState::InstalledVersion))
                     .col(string_len_null(DeviceProfileState::InstalledChecksum, 64))
-                    .col(timestamp_with_time_zone_null(DeviceProfileState::InstalledAt))
+                    .col(timestamp_with_time_zone_null(
+                        DeviceProfileState::InstalledAt,
+                    ))
                     .col(text_null(DeviceProfileState::Removal))
                     .col(string_len_null(DeviceProfileState::PendingCommandId, 36))
                     .col(string_len_null(DeviceProfileState::PendingAction, 16))

@@ -119,7 +119,11 @@ fn profile_signer(
         if let Ok(info) = ca.verify_issued(&der, now)
             && info.not_after - now > Duration::days(TLS_RENEW_BEFORE_DAYS)
         {
-            return Ok(ProfileSigner { cert_pem, key_pem, chain_pem });
+            return Ok(ProfileSigner {
+                cert_pem,
+                key_pem,
+                chain_pem,
+            });
         }
     }
     let issued = ca.issue_signing_certificate("Flotte profile signing", now, 3 * 365)?;
@@ -128,7 +132,11 @@ fn profile_signer(
         .ok_or_else(|| anyhow::anyhow!("the CA returned a signing certificate without its key"))?;
     write_private(&key_path, key_pem.as_bytes())?;
     fs::write(&cert_path, &issued.cert_pem)?;
-    Ok(ProfileSigner { cert_pem: issued.cert_pem, key_pem, chain_pem })
+    Ok(ProfileSigner {
+        cert_pem: issued.cert_pem,
+        key_pem,
+        chain_pem,
+    })
 }
 
 /// 32 random bytes in `<data dir>/secret.key`: every server and worker of one

@@ -1,8 +1,8 @@
+use crate::bootstrap::ProfileSigner;
 use crate::metrics::Metrics;
 use flotte_config::Settings;
 use flotte_core::Clock;
 use flotte_core::auth::{NoDirectory, StaffAuthenticator};
-use crate::bootstrap::ProfileSigner;
 use flotte_pki::CertificateAuthority;
 use flotte_storage::Store;
 use std::sync::Arc;

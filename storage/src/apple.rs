@@ -4,8 +4,8 @@
 use crate::db::{commit, db_err};
 use crate::devices::to_device;
 use crate::entity::{
-    certificate, command, device, enrollment, enrollment_link, installed_profile,
-    push_certificate, school,
+    certificate, command, device, enrollment, enrollment_link, installed_profile, push_certificate,
+    school,
 };
 use crate::{Store, audit};
 use chrono::{DateTime, Utc};
@@ -97,8 +97,18 @@ fn apply_inventory(active: &mut device::ActiveModel, inv: &InventoryUpdate) {
         )*};
     }
     set_if!(
-        serial_number, model, model_name, product_name, os_version, build_version, device_name,
-        capacity_gb, available_gb, battery_level, wifi_mac, supervised
+        serial_number,
+        model,
+        model_name,
+        product_name,
+        os_version,
+        build_version,
+        device_name,
+        capacity_gb,
+        available_gb,
+        battery_level,
+        wifi_mac,
+        supervised
     );
 }
 
@@ -115,7 +125,11 @@ async fn binding_by_identity(
         udid: Option<String>,
     }
     let backend = conn.get_database_backend();
-    let placeholder = if backend == sea_orm::DbBackend::Sqlite { "?" } else { "$1" };
+    let placeholder = if backend == sea_orm::DbBackend::Sqlite {
+        "?"
+    } else {
+        "$1"
+    };
     let sql = format!(
         "SELECT e.id AS enrollment_id, e.ended_at, d.id AS device_id, d.udid \
          FROM enrollments e JOIN devices d ON d.id = e.device_id \
@@ -229,25 +243,38 @@ impl Store {
             .map_err(CoreError::storage)?
             .ok_or_else(|| CoreError::NotFound("enrolment link".into()))?;
         if link.used_at.is_some() {
-            return Err(CoreError::Conflict("this enrolment link has already been used".into()));
+            return Err(CoreError::Conflict(
+                "this enrolment link has already been used".into(),
+            ));
         }
         if link.expires_at <= now {
-            return Err(CoreError::Conflict("this enrolment link has expired".into()));
+            return Err(CoreError::Conflict(
+                "this enrolment link has expired".into(),
+            ));
         }
         let updated = enrollment_link::Entity::update_many()
-            .col_expr(enrollment_link::Column::UsedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(
+                enrollment_link::Column::UsedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
             .filter(enrollment_link::Column::Id.eq(&link.id))
             .filter(enrollment_link::Column::UsedAt.is_null())
             .exec(&txn)
             .await
             .map_err(CoreError::storage)?;
         if updated.rows_affected != 1 {
-            return Err(CoreError::Conflict("this enrolment link has already been used".into()));
+            return Err(CoreError::Conflict(
+                "this enrolment link has already been used".into(),
+            ));
         }
         audit::record(
             &txn,
-            &AuditEntry::new("anonymous", "enrollment_link.use", format!("enrollment_link:{}", link.id))
-                .from_source(source),
+            &AuditEntry::new(
+                "anonymous",
+                "enrollment_link.use",
+                format!("enrollment_link:{}", link.id),
+            )
+            .from_source(source),
             now,
         )
         .await?;
@@ -289,7 +316,10 @@ impl Store {
             )));
         }
         push_certificate::Entity::update_many()
-            .col_expr(push_certificate::Column::Active, sea_orm::sea_query::Expr::value(false))
+            .col_expr(
+                push_certificate::Column::Active,
+                sea_orm::sea_query::Expr::value(false),
+            )
             .filter(push_certificate::Column::Active.eq(true))
             .exec(&txn)
             .await
@@ -325,7 +355,8 @@ impl Store {
         }
         let mut entry = actor.clone();
         entry.target = format!("push_certificate:{sha256}");
-        entry.details = serde_json::json!({ "topic": topic, "not_after": not_after, "forced": force });
+        entry.details =
+            serde_json::json!({ "topic": topic, "not_after": not_after, "forced": force });
         audit::record(&txn, &entry, now).await?;
         commit(txn).await
     }
@@ -377,7 +408,9 @@ impl Store {
             .map_err(CoreError::storage)?
             .filter(|c| c.kind == APPLE_IDENTITY)
             .ok_or_else(|| {
-                CoreError::Forbidden("the identity is not an enrolment identity issued by Flotte".into())
+                CoreError::Forbidden(
+                    "the identity is not an enrolment identity issued by Flotte".into(),
+                )
             })?;
         if cert.revoked_at.is_some() {
             return Err(CoreError::Forbidden("the identity has been revoked".into()));
@@ -450,7 +483,10 @@ impl Store {
 
         // End every other open enrolment of this device: the new identity replaces them.
         enrollment::Entity::update_many()
-            .col_expr(enrollment::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(
+                enrollment::Column::EndedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
             .filter(enrollment::Column::DeviceId.eq(&device.id))
             .filter(enrollment::Column::EndedAt.is_null())
             .filter(
@@ -512,8 +548,12 @@ impl Store {
             .map_err(CoreError::storage)?;
         audit::record(
             &txn,
-            &AuditEntry::new(format!("device:{}", facts.udid), "device.authenticate", format!("device:{}", device.id))
-                .with_details(serde_json::json!({ "identity": identity_sha256 })),
+            &AuditEntry::new(
+                format!("device:{}", facts.udid),
+                "device.authenticate",
+                format!("device:{}", device.id),
+            )
+            .with_details(serde_json::json!({ "identity": identity_sha256 })),
             now,
         )
         .await?;
@@ -541,7 +581,9 @@ impl Store {
             .await
             .map_err(CoreError::storage)?
             .filter(|e| e.ended_at.is_none())
-            .ok_or_else(|| CoreError::Conflict("the enrolment this identity belongs to has ended".into()))?;
+            .ok_or_else(|| {
+                CoreError::Conflict("the enrolment this identity belongs to has ended".into())
+            })?;
         let first = e.push_token.is_none();
         let mut active = e.into_active_model();
         active.push_token = Set(Some(token_hex.to_owned()));
@@ -580,10 +622,17 @@ impl Store {
     }
 
     /// CheckOut: the profile was removed; end the enrolment and stop pushing.
-    pub async fn apple_checkout(&self, binding: &IdentityBinding, now: DateTime<Utc>) -> Result<(), CoreError> {
+    pub async fn apple_checkout(
+        &self,
+        binding: &IdentityBinding,
+        now: DateTime<Utc>,
+    ) -> Result<(), CoreError> {
         let txn = self.write().await?;
         enrollment::Entity::update_many()
-            .col_expr(enrollment::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(
+                enrollment::Column::EndedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
             .filter(enrollment::Column::Id.eq(&binding.enrollment_id))
             .filter(enrollment::Column::EndedAt.is_null())
             .exec(&txn)
@@ -635,14 +684,21 @@ impl Store {
         active.update(&txn).await.map_err(CoreError::storage)?;
         audit::record(
             &txn,
-            &AuditEntry::new("device", "device.bootstrap_token", format!("device:{}", binding.device_id)),
+            &AuditEntry::new(
+                "device",
+                "device.bootstrap_token",
+                format!("device:{}", binding.device_id),
+            ),
             now,
         )
         .await?;
         commit(txn).await
     }
 
-    pub async fn apple_bootstrap_token(&self, binding: &IdentityBinding) -> Result<Option<Vec<u8>>, CoreError> {
+    pub async fn apple_bootstrap_token(
+        &self,
+        binding: &IdentityBinding,
+    ) -> Result<Option<Vec<u8>>, CoreError> {
         let e = enrollment::Entity::find_by_id(&binding.enrollment_id)
             .one(&self.db)
             .await
@@ -683,7 +739,9 @@ impl Store {
                 .await
                 .map_err(CoreError::storage)?
                 .ok_or_else(|| {
-                    CoreError::Invalid(format!("command {command_id} was never sent to this device"))
+                    CoreError::Invalid(format!(
+                        "command {command_id} was never sent to this device"
+                    ))
                 })?;
             let status: CommandStatus = row.status.parse()?;
             let next_status = status.after_verdict(*verdict).ok_or_else(|| {
@@ -764,17 +822,29 @@ impl Store {
     /// An Idle poll with nothing queued, from a device seen within the last
     /// minute, changes nothing: answer it from two reads instead of taking the
     /// write lock. Most polls of a quiet fleet are exactly this.
-    async fn idle_needs_no_write(&self, device_id: &str, now: DateTime<Utc>) -> Result<bool, CoreError> {
+    async fn idle_needs_no_write(
+        &self,
+        device_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CoreError> {
         #[derive(sea_orm::FromQueryResult)]
         struct Row {
             last_seen_at: Option<DateTime<Utc>>,
             pending: i64,
         }
         let backend = self.db.get_database_backend();
-        let placeholder = if backend == sea_orm::DbBackend::Sqlite { "?" } else { "$1" };
-        let pending_states = [CommandStatus::Queued, CommandStatus::Sent, CommandStatus::NotNow]
-            .map(|s| format!("'{}'", s.as_str()))
-            .join(", ");
+        let placeholder = if backend == sea_orm::DbBackend::Sqlite {
+            "?"
+        } else {
+            "$1"
+        };
+        let pending_states = [
+            CommandStatus::Queued,
+            CommandStatus::Sent,
+            CommandStatus::NotNow,
+        ]
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ");
         let sql = format!(
             "SELECT d.last_seen_at, \
              (SELECT COUNT(*) FROM commands c WHERE c.device_id = d.id \
@@ -789,13 +859,17 @@ impl Store {
         .map_err(CoreError::storage)?;
         Ok(row.is_some_and(|r| {
             r.pending == 0
-                && r.last_seen_at
-                    .is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS))
+                && r.last_seen_at.is_some_and(|t| {
+                    now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS)
+                })
         }))
     }
 
     /// What the device last reported as installed.
-    pub async fn installed_profiles(&self, device_id: &str) -> Result<Vec<InstalledProfile>, CoreError> {
+    pub async fn installed_profiles(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<InstalledProfile>, CoreError> {
         let rows = installed_profile::Entity::find()
             .filter(installed_profile::Column::DeviceId.eq(device_id))
             .order_by_asc(installed_profile::Column::Identifier)
@@ -821,8 +895,14 @@ async fn set_state(
     now: DateTime<Utc>,
 ) -> Result<(), CoreError> {
     device::Entity::update_many()
-        .col_expr(device::Column::EnrollmentState, sea_orm::sea_query::Expr::value(state.as_str()))
-        .col_expr(device::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
+        .col_expr(
+            device::Column::EnrollmentState,
+            sea_orm::sea_query::Expr::value(state.as_str()),
+        )
+        .col_expr(
+            device::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
         .filter(device::Column::Id.eq(device_id))
         .exec(txn)
         .await
@@ -854,9 +934,12 @@ async fn replace_installed_profiles(
     });
     installed_profile::Entity::insert_many(rows)
         .on_conflict(
-            OnConflict::columns([installed_profile::Column::DeviceId, installed_profile::Column::Identifier])
-                .do_nothing()
-                .to_owned(),
+            OnConflict::columns([
+                installed_profile::Column::DeviceId,
+                installed_profile::Column::Identifier,
+            ])
+            .do_nothing()
+            .to_owned(),
         )
         .exec_without_returning(txn)
         .await

@@ -104,9 +104,9 @@ impl Store {
     }
 
     pub(crate) fn sealer(&self) -> Result<&crate::seal::Sealer, CoreError> {
-        self.sealer
-            .as_deref()
-            .ok_or_else(|| CoreError::Invalid("no sealing key configured for secrets at rest".into()))
+        self.sealer.as_deref().ok_or_else(|| {
+            CoreError::Invalid("no sealing key configured for secrets at rest".into())
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -24,9 +24,7 @@ mod seal;
 mod tokens;
 mod windows;
 
-pub use accounts::{
-    LocalAccount, NewSession, SessionRecord, StaffFacts, ThrottleLimit,
-};
+pub use accounts::{LocalAccount, NewSession, SessionRecord, StaffFacts, ThrottleLimit};
 pub use apple::{
     APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PushCertificate,
     Report, School,
@@ -40,8 +38,8 @@ pub use directory::{
 };
 pub use enrollments::TokenUpdate;
 pub use loans::{
-    FlaggedLoan, LoanCounts, LoanDevice, LoanFilter, LoanPerson, LoanRecord, LoanSchool,
-    LoanState, LoanStatus, NewLoan, PersonalisationFacts, ReturnLoan,
+    FlaggedLoan, LoanCounts, LoanDevice, LoanFilter, LoanPerson, LoanRecord, LoanSchool, LoanState,
+    LoanStatus, NewLoan, PersonalisationFacts, ReturnLoan,
 };
 pub use profiles::{
     AssignmentRecord, CertificateHolder, CertificateRecord, CrlRecord, DeviceGroupRecord,
@@ -50,11 +48,11 @@ pub use profiles::{
     RevocationReport, RevokedEntry, platforms_of,
 };
 pub use prune::PruneReport;
-pub use register::{ImportOutcome, OpenLoanSummary, RegisterEntry, RegisterFilter};
 pub use pushes::{
     ALL_PROFILES, BatchOutcome, ChangeKind, DeviceChanges, NewPush, ProfileChange, ProgressReport,
     PushBatchWork, PushRecord, PushTargetRecord, Seen,
 };
+pub use register::{ImportOutcome, OpenLoanSummary, RegisterEntry, RegisterFilter};
 pub use tokens::{NewToken, TokenRecord, hash_token};
 pub use windows::{
     EnrolledWindowsDevice, NewWindowsEnrollmentSecret, NonceRotation, WINDOWS_IDENTITY,

@@ -291,8 +291,9 @@ pub struct RevocationReport {
 
 fn to_profile(m: profile_template::Model) -> Result<ProfileRecord, CoreError> {
     Ok(ProfileRecord {
-        template: serde_json::from_str(&m.body)
-            .map_err(|e| CoreError::Invalid(format!("stored template {} is unreadable: {e}", m.id)))?,
+        template: serde_json::from_str(&m.body).map_err(|e| {
+            CoreError::Invalid(format!("stored template {} is unreadable: {e}", m.id))
+        })?,
         id: m.id,
         identifier: m.identifier,
         name: m.name,
@@ -341,7 +342,8 @@ pub(crate) async fn find_profile_row(
 
 /// Rows of a raw query, by column.
 fn text(row: &sea_orm::QueryResult, column: &str) -> Result<String, CoreError> {
-    row.try_get::<String>("", column).map_err(CoreError::storage)
+    row.try_get::<String>("", column)
+        .map_err(CoreError::storage)
 }
 
 fn optional_text(row: &sea_orm::QueryResult, column: &str) -> Result<Option<String>, CoreError> {
@@ -523,7 +525,10 @@ impl Store {
         }
         .insert(&txn)
         .await
-        .map_err(db_err(&format!("a profile with identifier {}", new.identifier)))?;
+        .map_err(db_err(&format!(
+            "a profile with identifier {}",
+            new.identifier
+        )))?;
         profile_version::ActiveModel {
             profile_id: Set(id.clone()),
             version: Set(1),
@@ -606,7 +611,10 @@ impl Store {
     }
 
     /// Every version of a template, oldest first.
-    pub async fn profile_versions(&self, key: &str) -> Result<Vec<ProfileVersionRecord>, CoreError> {
+    pub async fn profile_versions(
+        &self,
+        key: &str,
+    ) -> Result<Vec<ProfileVersionRecord>, CoreError> {
         let head = find_profile_row(&self.db, key).await?;
         profile_version::Entity::find()
             .filter(profile_version::Column::ProfileId.eq(head.id))
@@ -640,8 +648,9 @@ impl Store {
             .await
             .map_err(CoreError::storage)?
             .ok_or_else(|| CoreError::NotFound(format!("version {version} of profile {key}")))?;
-        let template = serde_json::from_str(&row.body)
-            .map_err(|e| CoreError::Invalid(format!("stored template version is unreadable: {e}")))?;
+        let template = serde_json::from_str(&row.body).map_err(|e| {
+            CoreError::Invalid(format!("stored template version is unreadable: {e}"))
+        })?;
         Ok((to_profile(head)?, template))
     }
 
@@ -918,12 +927,13 @@ impl Store {
                 .await
                 .map_err(CoreError::storage)?
             {
-                let entry = reported
-                    .entry(p.device_id.clone())
-                    .or_insert_with(|| ReportedProfiles {
-                        reported_at: p.reported_at,
-                        profiles: Vec::new(),
-                    });
+                let entry =
+                    reported
+                        .entry(p.device_id.clone())
+                        .or_insert_with(|| ReportedProfiles {
+                            reported_at: p.reported_at,
+                            profiles: Vec::new(),
+                        });
                 entry.reported_at = entry.reported_at.max(p.reported_at);
                 entry.profiles.push(InstalledProfile {
                     identifier: p.identifier,
@@ -1079,15 +1089,15 @@ impl Store {
             let update = profile_device_state::Entity::update_many()
                 .col_expr(
                     profile_device_state::Column::InstalledVersion,
-                    Expr::col(profile_device_state::Column::PendingVersion).into(),
+                    Expr::col(profile_device_state::Column::PendingVersion),
                 )
                 .col_expr(
                     profile_device_state::Column::InstalledChecksum,
-                    Expr::col(profile_device_state::Column::PendingChecksum).into(),
+                    Expr::col(profile_device_state::Column::PendingChecksum),
                 )
                 .col_expr(
                     profile_device_state::Column::Removal,
-                    Expr::col(profile_device_state::Column::PendingRemoval).into(),
+                    Expr::col(profile_device_state::Column::PendingRemoval),
                 )
                 .col_expr(
                     profile_device_state::Column::InstalledAt,
@@ -1262,7 +1272,9 @@ impl Store {
             current = current.filter(profile_certificate::Column::PersonId.eq(person.as_str()));
         }
         let current = current.one(&txn).await.map_err(CoreError::storage)?;
-        let lost = current.as_ref().is_some_and(|c| Some(c.id.as_str()) != replaces);
+        let lost = current
+            .as_ref()
+            .is_some_and(|c| Some(c.id.as_str()) != replaces);
         if !lost && let Some(old) = &current {
             profile_certificate::Entity::update_many()
                 .col_expr(profile_certificate::Column::IsCurrent, Expr::value(false))
@@ -1476,7 +1488,10 @@ impl Store {
         let mut devices = BTreeSet::new();
         for (id, serial, device_id, reason) in &revoke {
             let done = profile_certificate::Entity::update_many()
-                .col_expr(profile_certificate::Column::RevokedAt, Expr::value(Some(now)))
+                .col_expr(
+                    profile_certificate::Column::RevokedAt,
+                    Expr::value(Some(now)),
+                )
                 .col_expr(profile_certificate::Column::IsCurrent, Expr::value(false))
                 .col_expr(
                     profile_certificate::Column::RevocationReason,
@@ -1495,8 +1510,12 @@ impl Store {
             }
             audit::record(
                 &txn,
-                &AuditEntry::new("system", "certificate.revoke", format!("certificate:{serial}"))
-                    .with_details(serde_json::json!({ "reason": reason, "device": device_id })),
+                &AuditEntry::new(
+                    "system",
+                    "certificate.revoke",
+                    format!("certificate:{serial}"),
+                )
+                .with_details(serde_json::json!({ "reason": reason, "device": device_id })),
                 now,
             )
             .await?;
@@ -1603,27 +1622,35 @@ impl Store {
         let der = base64::engine::general_purpose::STANDARD.encode(&crl.der);
         let txn = self.write().await?;
         let done = match previous {
-            None => {
-                profile_crl::Entity::insert(profile_crl::ActiveModel {
-                    id: Set(CRL_ROW.to_owned()),
-                    number: Set(crl.number),
-                    der: Set(der),
-                    revoked_count: Set(crl.revoked_count),
-                    issued_at: Set(crl.issued_at),
-                    next_update: Set(crl.next_update),
-                })
-                .on_conflict(OnConflict::column(profile_crl::Column::Id).do_nothing().to_owned())
-                .exec_without_returning(&txn)
-                .await
-                .map_err(CoreError::storage)?
-            }
+            None => profile_crl::Entity::insert(profile_crl::ActiveModel {
+                id: Set(CRL_ROW.to_owned()),
+                number: Set(crl.number),
+                der: Set(der),
+                revoked_count: Set(crl.revoked_count),
+                issued_at: Set(crl.issued_at),
+                next_update: Set(crl.next_update),
+            })
+            .on_conflict(
+                OnConflict::column(profile_crl::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(CoreError::storage)?,
             Some(number) => {
                 profile_crl::Entity::update_many()
                     .col_expr(profile_crl::Column::Number, Expr::value(crl.number))
                     .col_expr(profile_crl::Column::Der, Expr::value(der))
-                    .col_expr(profile_crl::Column::RevokedCount, Expr::value(crl.revoked_count))
+                    .col_expr(
+                        profile_crl::Column::RevokedCount,
+                        Expr::value(crl.revoked_count),
+                    )
                     .col_expr(profile_crl::Column::IssuedAt, Expr::value(crl.issued_at))
-                    .col_expr(profile_crl::Column::NextUpdate, Expr::value(crl.next_update))
+                    .col_expr(
+                        profile_crl::Column::NextUpdate,
+                        Expr::value(crl.next_update),
+                    )
                     .filter(profile_crl::Column::Id.eq(CRL_ROW))
                     .filter(profile_crl::Column::Number.eq(number))
                     .exec(&txn)

@@ -10,10 +10,12 @@
 
 use crate::db::{commit, db_err};
 use crate::entity::{
-    assignment, command, device, device_group_member, profile_device_state, profile_template,
-    push, push_target,
+    assignment, command, device, device_group_member, profile_device_state, profile_template, push,
+    push_target,
 };
-use crate::profiles::{find_profile_row, placeholders, platforms_of, scoped_class, scoped_group, scoped_school};
+use crate::profiles::{
+    find_profile_row, placeholders, platforms_of, scoped_class, scoped_group, scoped_school,
+};
 use crate::{NewCommand, Store, audit, jobs};
 use chrono::{DateTime, Duration, Utc};
 use flotte_core::CoreError;
@@ -375,7 +377,10 @@ async fn withdraw(
             .await
             .map_err(CoreError::storage)?;
         for row in rows {
-            withdrawn.insert(row.try_get::<String>("", "id").map_err(CoreError::storage)?);
+            withdrawn.insert(
+                row.try_get::<String>("", "id")
+                    .map_err(CoreError::storage)?,
+            );
         }
     }
     let ids: Vec<String> = withdrawn.iter().cloned().collect();
@@ -435,7 +440,11 @@ async fn lock_states(
     Ok(out)
 }
 
-fn empty_state(device_id: &str, identifier: &str, now: DateTime<Utc>) -> profile_device_state::Model {
+fn empty_state(
+    device_id: &str,
+    identifier: &str,
+    now: DateTime<Utc>,
+) -> profile_device_state::Model {
     profile_device_state::Model {
         device_id: device_id.to_owned(),
         identifier: identifier.to_owned(),
@@ -488,8 +497,10 @@ async fn create_states(
             .map_err(CoreError::storage)?;
         for row in rows {
             created.insert((
-                row.try_get::<String>("", "device_id").map_err(CoreError::storage)?,
-                row.try_get::<String>("", "identifier").map_err(CoreError::storage)?,
+                row.try_get::<String>("", "device_id")
+                    .map_err(CoreError::storage)?,
+                row.try_get::<String>("", "identifier")
+                    .map_err(CoreError::storage)?,
             ));
         }
     }
@@ -498,10 +509,7 @@ async fn create_states(
 
 /// Where one device stands after its changes, for a push about `identifier` (or about
 /// every profile).
-fn target_result(
-    identifier: &str,
-    results: &[(String, TargetResult)],
-) -> TargetResult {
+fn target_result(identifier: &str, results: &[(String, TargetResult)]) -> TargetResult {
     let unchanged = || TargetResult {
         status: TargetStatus::Unchanged,
         command_id: None,
@@ -522,7 +530,9 @@ fn target_result(
         .iter()
         .rev()
         .find(|(_, r)| r.status == TargetStatus::Queued && r.command_id.is_some());
-    let failed = results.iter().find(|(_, r)| r.status == TargetStatus::Failed);
+    let failed = results
+        .iter()
+        .find(|(_, r)| r.status == TargetStatus::Failed);
     match (queued, failed) {
         (Some((_, r)), _) => TargetResult {
             status: TargetStatus::Queued,
@@ -1219,7 +1229,9 @@ impl Store {
     ) -> Result<PushRecord, CoreError> {
         self.transition(id, scope, actor, now, |status| {
             if status.is_finished() {
-                Err(format!("push {id} is already {status} and cannot be cancelled"))
+                Err(format!(
+                    "push {id} is already {status} and cannot be cancelled"
+                ))
             } else {
                 Ok(PushStatus::Cancelled)
             }
@@ -1593,19 +1605,18 @@ impl Store {
             return Ok(report);
         }
         // Targets following a command, with that command's status now.
-        let open: Vec<(String, String, Option<String>, Option<DateTime<Utc>>)> =
-            push_target::Entity::find()
-                .select_only()
-                .column(push_target::Column::DeviceId)
-                .column(push_target::Column::Status)
-                .column(push_target::Column::CommandId)
-                .column(push_target::Column::WokenAt)
-                .filter(push_target::Column::PushId.eq(push_id))
-                .filter(push_target::Column::Status.is_in(OPEN))
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(CoreError::storage)?;
+        let open: Vec<OpenTarget> = push_target::Entity::find()
+            .select_only()
+            .column(push_target::Column::DeviceId)
+            .column(push_target::Column::Status)
+            .column(push_target::Column::CommandId)
+            .column(push_target::Column::WokenAt)
+            .filter(push_target::Column::PushId.eq(push_id))
+            .filter(push_target::Column::Status.is_in(OPEN))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(CoreError::storage)?;
         let command_ids: Vec<String> = open.iter().filter_map(|t| t.2.clone()).collect();
         let statuses = crate::profiles::command_statuses(&self.db, &command_ids).await?;
         let mut moves: BTreeMap<TargetStatus, Vec<String>> = BTreeMap::new();
@@ -1687,6 +1698,36 @@ impl Store {
             .count(&txn)
             .await
             .map_err(CoreError::storage)?;
+        if row.queued_at.is_none() {
+            // Concurrent batches on PostgreSQL each see the others' devices still pending
+            // when they commit, so the last one may not notice it was last: the tick does.
+            let pending = push_target::Entity::find()
+                .filter(push_target::Column::PushId.eq(push_id))
+                .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
+                .limit(1)
+                .count(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+            if pending == 0 {
+                // When the last command was queued, not when this tick noticed.
+                let last: Option<Option<DateTime<Utc>>> = command::Entity::find()
+                    .select_only()
+                    .column_as(Expr::col(command::Column::CreatedAt).max(), "last")
+                    .filter(command::Column::PushId.eq(push_id))
+                    .into_tuple()
+                    .one(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
+                let queued_at = last.flatten().unwrap_or(now);
+                push::Entity::update_many()
+                    .col_expr(push::Column::QueuedAt, Expr::value(Some(queued_at)))
+                    .filter(push::Column::Id.eq(push_id))
+                    .filter(push::Column::QueuedAt.is_null())
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
+            }
+        }
         if still_open == 0 && status != PushStatus::Paused {
             let done = push::Entity::update_many()
                 .col_expr(
@@ -1696,10 +1737,10 @@ impl Store {
                 .col_expr(push::Column::FinishedAt, Expr::value(Some(now)))
                 .col_expr(push::Column::UpdatedAt, Expr::value(now))
                 .filter(push::Column::Id.eq(push_id))
-                .filter(push::Column::Status.is_in([
-                    PushStatus::Queued.as_str(),
-                    PushStatus::Running.as_str(),
-                ]))
+                .filter(
+                    push::Column::Status
+                        .is_in([PushStatus::Queued.as_str(), PushStatus::Running.as_str()]),
+                )
                 .exec(&txn)
                 .await
                 .map_err(CoreError::storage)?
@@ -1808,3 +1849,6 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 }
+
+/// A push target that follows a command: device, target status, command id, command update time.
+type OpenTarget = (String, String, Option<String>, Option<DateTime<Utc>>);

@@ -37,7 +37,11 @@ impl Sealer {
             .map_err(|_| CoreError::Invalid("no randomness for sealing".into()))?;
         let mut buffer = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buffer)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut buffer,
+            )
             .map_err(|_| CoreError::Invalid("sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buffer);
@@ -45,7 +49,11 @@ impl Sealer {
     }
 
     pub fn open(&self, sealed: &str) -> Result<Vec<u8>, CoreError> {
-        let bad = || CoreError::Invalid("a sealed secret cannot be opened with this data directory's key".into());
+        let bad = || {
+            CoreError::Invalid(
+                "a sealed secret cannot be opened with this data directory's key".into(),
+            )
+        };
         let raw = STANDARD
             .decode(sealed.strip_prefix(PREFIX).ok_or_else(bad)?)
             .map_err(|_| bad())?;
@@ -73,7 +81,11 @@ mod tests {
         let sealed = sealer.seal(b"unlock token").unwrap();
         assert!(!sealed.contains("unlock"));
         assert_eq!(sealer.open(&sealed).unwrap(), b"unlock token");
-        assert_ne!(sealer.seal(b"unlock token").unwrap(), sealed, "fresh nonce each time");
+        assert_ne!(
+            sealer.seal(b"unlock token").unwrap(),
+            sealed,
+            "fresh nonce each time"
+        );
         assert!(Sealer::new(&[8u8; 32]).open(&sealed).is_err());
         assert!(sealer.open("v1:AAAA").is_err());
     }

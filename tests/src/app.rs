@@ -46,7 +46,10 @@ impl TestEnv {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let database_url = match postgres_admin_url {
             Some(admin_url) if !admin_url.is_empty() => fresh_postgres_database(admin_url).await,
-            _ => format!("sqlite://{}?mode=rwc", dir.path().join("flotte.db").display()),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("flotte.db").display()
+            ),
         };
         Self { dir, database_url }
     }
@@ -57,16 +60,18 @@ impl TestEnv {
 
     /// Settings for a test app: port 0, quick worker heartbeats, this env's database.
     pub fn settings(&self) -> Settings {
-        let mut s = Settings::default();
-        s.data_dir = self.data_dir();
         // A known port rather than 0, so the public URL in enrolment profiles is right.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        s.listen = format!("127.0.0.1:{port}").parse().expect("address");
-        s.public_url = Some(format!("https://localhost:{port}"));
-        s.database_url = Some(self.database_url.clone());
+        let mut s = Settings {
+            data_dir: self.data_dir(),
+            listen: format!("127.0.0.1:{port}").parse().expect("address"),
+            public_url: Some(format!("https://localhost:{port}")),
+            database_url: Some(self.database_url.clone()),
+            ..Settings::default()
+        };
         s.worker.heartbeat_secs = 1;
         s.worker.orphan_after_secs = 3;
         s.worker.poll_interval_ms = 50;
@@ -303,7 +308,10 @@ impl TestApp {
     /// Create a school through the API; returns its id.
     pub async fn create_school(&self, code: &str, name: &str) -> String {
         let (status, body) = self
-            .post_json("/api/v1/schools", &serde_json::json!({ "code": code, "name": name }))
+            .post_json(
+                "/api/v1/schools",
+                &serde_json::json!({ "code": code, "name": name }),
+            )
             .await;
         assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
         body["id"].as_str().expect("id").to_owned()
@@ -312,12 +320,18 @@ impl TestApp {
     /// Download a signed enrolment profile for a school, as a technician.
     pub async fn enrollment_profile(&self, school: &str) -> Vec<u8> {
         let response = self
-            .api(reqwest::Method::GET, &format!("/api/v1/apple/enrollment-profile?school={school}"))
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/v1/apple/enrollment-profile?school={school}"),
+            )
             .send()
             .await
             .expect("request");
         assert_eq!(response.status(), reqwest::StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "application/x-apple-aspen-config");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/x-apple-aspen-config"
+        );
         response.bytes().await.expect("body").to_vec()
     }
 
@@ -337,7 +351,12 @@ impl TestApp {
     }
 
     /// Queue a command through the API; returns its UUID.
-    pub async fn queue(&self, device: &str, request_type: &str, parameters: serde_json::Value) -> String {
+    pub async fn queue(
+        &self,
+        device: &str,
+        request_type: &str,
+        parameters: serde_json::Value,
+    ) -> String {
         let (status, body) = self
             .post_json(
                 &format!("/api/v1/devices/{device}/commands"),
@@ -350,7 +369,11 @@ impl TestApp {
 
     /// The CA of this app's data directory (to mint certificates in tests).
     pub fn ca(&self) -> flotte_pki::CertificateAuthority {
-        flotte_pki::CertificateAuthority::load_or_create(&self.data_dir, "Flotte", chrono::Utc::now())
-            .expect("the app's CA")
+        flotte_pki::CertificateAuthority::load_or_create(
+            &self.data_dir,
+            "Flotte",
+            chrono::Utc::now(),
+        )
+        .expect("the app's CA")
     }
 }

@@ -73,7 +73,8 @@ impl EnrollmentPayload {
                 .filter_map(Value::as_dictionary)
                 .find(|p| p.get("PayloadType").and_then(Value::as_string) == Some(kind))
         };
-        let mdm = find("com.apple.mdm").ok_or_else(|| anyhow::anyhow!("no com.apple.mdm payload"))?;
+        let mdm =
+            find("com.apple.mdm").ok_or_else(|| anyhow::anyhow!("no com.apple.mdm payload"))?;
         let identity_uuid = mdm
             .get("IdentityCertificateUUID")
             .and_then(Value::as_string)
@@ -87,7 +88,10 @@ impl EnrollmentPayload {
             .get("PayloadContent")
             .and_then(Value::as_data)
             .ok_or_else(|| anyhow::anyhow!("identity payload without data"))?;
-        let password = identity.get("Password").and_then(Value::as_string).unwrap_or_default();
+        let password = identity
+            .get("Password")
+            .and_then(Value::as_string)
+            .unwrap_or_default();
         let (cert, key) = flotte_pki::parse_pkcs12(p12, password)?;
         let text = |d: &Dictionary, k: &str| d.get(k).and_then(Value::as_string).map(str::to_owned);
         let server_url = text(mdm, "ServerURL").ok_or_else(|| anyhow::anyhow!("no ServerURL"))?;
@@ -95,7 +99,10 @@ impl EnrollmentPayload {
             check_in_url: text(mdm, "CheckInURL").unwrap_or_else(|| server_url.clone()),
             server_url,
             topic: text(mdm, "Topic").ok_or_else(|| anyhow::anyhow!("no Topic"))?,
-            sign_message: mdm.get("SignMessage").and_then(Value::as_boolean).unwrap_or(false),
+            sign_message: mdm
+                .get("SignMessage")
+                .and_then(Value::as_boolean)
+                .unwrap_or(false),
             access_rights: mdm
                 .get("AccessRights")
                 .and_then(Value::as_signed_integer)
@@ -150,7 +157,12 @@ impl SimIpad {
     }
 
     /// Send a signed body as the device would.
-    pub async fn send(&self, url: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    pub async fn send(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
         let mut request = self
             .client
             .put(url)
@@ -221,7 +233,11 @@ impl SimIpad {
     /// Send a report; return the status and the next command, if any.
     pub async fn report(&self, report: &CommandReport) -> (StatusCode, Option<ReceivedCommand>) {
         let (status, body) = self
-            .send(&self.enrollment.server_url, "application/x-apple-aspen-mdm", report.to_plist())
+            .send(
+                &self.enrollment.server_url,
+                "application/x-apple-aspen-mdm",
+                report.to_plist(),
+            )
             .await;
         if status != StatusCode::OK || body.is_empty() {
             return (status, None);
@@ -242,7 +258,14 @@ impl SimIpad {
             .and_then(Value::as_string)
             .expect("RequestType")
             .to_owned();
-        (status, Some(ReceivedCommand { uuid, request_type, command }))
+        (
+            status,
+            Some(ReceivedCommand {
+                uuid,
+                request_type,
+                command,
+            }),
+        )
     }
 
     /// A whole session as after a push: Idle, then answer until the queue is empty.
@@ -307,7 +330,13 @@ impl SimIpad {
                         .map(|(c, _)| c)
                         .unwrap_or_else(|_| payload.clone());
                     if let Ok(profile) = plist::from_bytes::<Dictionary>(&content) {
-                        let get = |k: &str| profile.get(k).and_then(Value::as_string).unwrap_or_default().to_owned();
+                        let get = |k: &str| {
+                            profile
+                                .get(k)
+                                .and_then(Value::as_string)
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
                         self.installed.insert(
                             get("PayloadIdentifier"),
                             (get("PayloadUUID"), get("PayloadDisplayName")),

@@ -6,8 +6,8 @@
 //! the machine with the server, and signing is the device's cost, not ours.
 
 use crate::apns::ApnsStandIn;
-use crate::apple_device::{EnrollmentPayload, SimIpad};
 use crate::app::{TestApp, TestEnv};
+use crate::apple_device::{EnrollmentPayload, SimIpad};
 use crate::benchmarks::{Figure, percentile_ms};
 use base64::Engine;
 use flotte_apple::CommandReport;
@@ -41,8 +41,18 @@ struct Phase {
 /// CPU time this process has used so far, from /proc (clock ticks of 10 ms).
 fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // After the command name: state is field 0, utime 11, stime 12.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
@@ -116,7 +126,13 @@ async fn drive(client: &reqwest::Client, groups: Arc<Vec<Vec<Signed>>>) -> Phase
     let elapsed = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_before);
     latencies.sort();
-    Phase { requests: latencies.len(), elapsed, latencies, failures, cpu }
+    Phase {
+        requests: latencies.len(),
+        elapsed,
+        latencies,
+        failures,
+        cpu,
+    }
 }
 
 fn sign(ipad: &SimIpad, url: &str, content_type: &'static str, body: Vec<u8>) -> Signed {
@@ -135,7 +151,12 @@ fn sign(ipad: &SimIpad, url: &str, content_type: &'static str, body: Vec<u8>) ->
 }
 
 /// Simulated iPads with identities from the app's CA, recorded as enrolment identities.
-async fn make_ipads(app: &TestApp, school_id: &str, topic: &str, n: usize) -> anyhow::Result<Vec<SimIpad>> {
+async fn make_ipads(
+    app: &TestApp,
+    school_id: &str,
+    topic: &str,
+    n: usize,
+) -> anyhow::Result<Vec<SimIpad>> {
     let ca = app.ca();
     let now = chrono::Utc::now();
     let keys: Vec<String> = (0..KEY_POOL.min(n))
@@ -146,7 +167,11 @@ async fn make_ipads(app: &TestApp, school_id: &str, topic: &str, n: usize) -> an
     for i in 0..n {
         let key = &keys[i % keys.len()];
         let csr = flotte_pki::csr_with_key(&format!("Flotte device identity bench {i}"), key)?;
-        let issued = ca.sign_csr(&csr, &flotte_pki::ClientCertificateRequest::new(format!("bench device {i}"), 365), now)?;
+        let issued = ca.sign_csr(
+            &csr,
+            &flotte_pki::ClientCertificateRequest::new(format!("bench device {i}"), 365),
+            now,
+        )?;
         app.store
             .record_issued_certificate(
                 &flotte_storage::IssuedRecord {
@@ -175,34 +200,51 @@ async fn make_ipads(app: &TestApp, school_id: &str, topic: &str, n: usize) -> an
             profile_identifier: "de.flotte.mdm.enrollment".into(),
             profile_uuid: String::new(),
         };
-        ipads.push(SimIpad::new(enrollment, app.client.clone(), 1_000_000 + i as u64));
+        ipads.push(SimIpad::new(
+            enrollment,
+            app.client.clone(),
+            1_000_000 + i as u64,
+        ));
     }
     Ok(ipads)
 }
 
 /// A plain handler on the same rustls configuration: what HTTPS alone costs here.
-async fn ceiling(app: &TestApp, bodies: Arc<Vec<Vec<Signed>>>, ca_pem: &[u8]) -> anyhow::Result<Phase> {
+async fn ceiling(
+    app: &TestApp,
+    bodies: Arc<Vec<Vec<Signed>>>,
+    ca_pem: &[u8],
+) -> anyhow::Result<Phase> {
     let chain = std::fs::read_to_string(app.data_path("tls.pem"))?;
     let key = std::fs::read_to_string(app.data_path("tls-key.pem"))?;
     use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())?;
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
     let handle = axum_server::Handle::new();
     let router = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
-    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)))?
-        .handle(handle.clone());
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
+    )?
+    .handle(handle.clone());
     tokio::spawn(server.serve(router.into_make_service()));
     let base = app.base_url.clone();
     let to_ceiling: Vec<Vec<Signed>> = bodies
         .iter()
         .map(|g| {
             g.iter()
-                .map(|s| Signed { url: s.url.replace(&base, &format!("https://localhost:{port}")), ..s.clone() })
+                .map(|s| Signed {
+                    url: s.url.replace(&base, &format!("https://localhost:{port}")),
+                    ..s.clone()
+                })
                 .collect()
         })
         .collect();
@@ -212,27 +254,55 @@ async fn ceiling(app: &TestApp, bodies: Arc<Vec<Vec<Signed>>>, ca_pem: &[u8]) ->
 }
 
 fn figures(label: &str, phase: &Phase, ceiling: Option<f64>, out: &mut Vec<Figure>) {
-    let ratio = ceiling.map(|c| format!("{:.2} of the ceiling", phase.rate() / c)).unwrap_or_default();
-    let failures = if phase.failures > 0 { format!("; {} failed", phase.failures) } else { String::new() };
-    out.push(Figure::new(format!("{label}: throughput"), phase.rate(), "requests/s", format!("{} requests{failures} {ratio}", phase.requests)));
-    out.push(Figure::new(format!("{label}: p50"), percentile_ms(&phase.latencies, 50.0), "ms", ""));
+    let ratio = ceiling
+        .map(|c| format!("{:.2} of the ceiling", phase.rate() / c))
+        .unwrap_or_default();
+    let failures = if phase.failures > 0 {
+        format!("; {} failed", phase.failures)
+    } else {
+        String::new()
+    };
+    out.push(Figure::new(
+        format!("{label}: throughput"),
+        phase.rate(),
+        "requests/s",
+        format!("{} requests{failures} {ratio}", phase.requests),
+    ));
+    out.push(Figure::new(
+        format!("{label}: p50"),
+        percentile_ms(&phase.latencies, 50.0),
+        "ms",
+        "",
+    ));
     out.push(Figure::new(
         format!("{label}: CPU per request"),
         phase.cpu.as_secs_f64() * 1000.0 / phase.requests.max(1) as f64,
         "ms",
         "server and load generator together",
     ));
-    out.push(Figure::new(format!("{label}: p99"), percentile_ms(&phase.latencies, 99.0), "ms", ""));
+    out.push(Figure::new(
+        format!("{label}: p99"),
+        percentile_ms(&phase.latencies, 99.0),
+        "ms",
+        "",
+    ));
 }
 
 /// Idle polls per device (`FLOTTE_BENCH_IDLE_ROUNDS`, default 2): raise it to profile the poll path.
 fn idle_rounds() -> usize {
-    std::env::var("FLOTTE_BENCH_IDLE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+    std::env::var("FLOTTE_BENCH_IDLE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 /// Run the benchmark for `devices` iPads on the given database.
 pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Result<Vec<Figure>> {
-    let backend = if postgres_admin_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let backend = if postgres_admin_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let apns = ApnsStandIn::start().await;
     let env = TestEnv::on(postgres_admin_url).await;
     let mut settings = env.settings();
@@ -251,20 +321,39 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
         .iter()
         .map(|d| {
             vec![
-                sign(d, &d.enrollment.check_in_url, checkin, d.authenticate_message().to_plist()),
-                sign(d, &d.enrollment.check_in_url, checkin, d.token_update_message().to_plist()),
+                sign(
+                    d,
+                    &d.enrollment.check_in_url,
+                    checkin,
+                    d.authenticate_message().to_plist(),
+                ),
+                sign(
+                    d,
+                    &d.enrollment.check_in_url,
+                    checkin,
+                    d.token_update_message().to_plist(),
+                ),
             ]
         })
         .collect();
     let enrol = Arc::new(enrol);
     let checkin_phase = drive(&http, enrol.clone()).await;
-    anyhow::ensure!(checkin_phase.failures == 0, "{} check-ins failed", checkin_phase.failures);
+    anyhow::ensure!(
+        checkin_phase.failures == 0,
+        "{} check-ins failed",
+        checkin_phase.failures
+    );
 
     // Polls on an empty queue: Idle, twice per device.
     let idle: Vec<Vec<Signed>> = ipads
         .iter()
         .map(|d| {
-            let s = sign(d, &d.enrollment.server_url, connect, CommandReport::idle(&d.udid).to_plist());
+            let s = sign(
+                d,
+                &d.enrollment.server_url,
+                connect,
+                CommandReport::idle(&d.udid).to_plist(),
+            );
             vec![s; idle_rounds()]
         })
         .collect();
@@ -279,7 +368,10 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
             .store
             .queue_command(
                 &d.udid,
-                flotte_storage::NewCommand { request_type: "SecurityInfo".into(), payload: serde_json::json!({ "request_type": "SecurityInfo" }) },
+                flotte_storage::NewCommand {
+                    request_type: "SecurityInfo".into(),
+                    payload: serde_json::json!({ "request_type": "SecurityInfo" }),
+                },
                 &flotte_core::auth::SchoolScope::All,
                 &actor,
                 3600,
@@ -289,7 +381,12 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
         let mut ack = CommandReport::acknowledged(&d.udid, &cmd.id);
         ack.request_type = Some("SecurityInfo".into());
         command_rounds.push(vec![
-            sign(d, &d.enrollment.server_url, connect, CommandReport::idle(&d.udid).to_plist()),
+            sign(
+                d,
+                &d.enrollment.server_url,
+                connect,
+                CommandReport::idle(&d.udid).to_plist(),
+            ),
             sign(d, &d.enrollment.server_url, connect, ack.to_plist()),
         ]);
     }
@@ -300,10 +397,30 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
 
     let mut out = Vec::new();
     let label = |what: &str| format!("{backend}, {devices} iPads, {what}");
-    figures(&label("check-in (Authenticate + TokenUpdate)"), &checkin_phase, Some(ceiling_rate), &mut out);
-    figures(&label("command poll, empty queue (Idle)"), &poll_phase, Some(ceiling_rate), &mut out);
-    figures(&label("command round (Idle → command, Acknowledged)"), &command_phase, Some(ceiling_rate), &mut out);
-    figures(&label("ceiling: empty handler, same TLS"), &ceiling_phase, None, &mut out);
+    figures(
+        &label("check-in (Authenticate + TokenUpdate)"),
+        &checkin_phase,
+        Some(ceiling_rate),
+        &mut out,
+    );
+    figures(
+        &label("command poll, empty queue (Idle)"),
+        &poll_phase,
+        Some(ceiling_rate),
+        &mut out,
+    );
+    figures(
+        &label("command round (Idle → command, Acknowledged)"),
+        &command_phase,
+        Some(ceiling_rate),
+        &mut out,
+    );
+    figures(
+        &label("ceiling: empty handler, same TLS"),
+        &ceiling_phase,
+        None,
+        &mut out,
+    );
     app.stop().await;
     Ok(out)
 }

@@ -83,7 +83,14 @@ pub async fn insert_enrolled_devices(
         .map(|i| {
             let id = uuid::Uuid::new_v4().to_string();
             ids.push(id.clone());
-            device_row(&id, platform, &format!("{label}{i:07}"), None, school_id, now)
+            device_row(
+                &id,
+                platform,
+                &format!("{label}{i:07}"),
+                None,
+                school_id,
+                now,
+            )
         })
         .collect();
     for chunk in rows.chunks(500) {
@@ -154,7 +161,10 @@ pub async fn enrolled_sim_ipads(
         let csr = flotte_pki::csr_with_key(&format!("sim {i}"), key)?;
         let issued = ca.sign_csr(
             &csr,
-            &flotte_pki::ClientCertificateRequest::new(format!("Flotte device identity sim {i}"), 30),
+            &flotte_pki::ClientCertificateRequest::new(
+                format!("Flotte device identity sim {i}"),
+                30,
+            ),
             now,
         )?;
         let enrollment = EnrollmentPayload {
@@ -238,7 +248,11 @@ async fn execute(store: &Store, sql: &str, values: Vec<sea_orm::Value>) -> anyho
 
 /// Active enrolments with push tokens for these devices (token = the index in hex), so
 /// that waking them goes through APNs (the stand-in in tests).
-pub async fn give_push_tokens(store: &Store, device_ids: &[String], topic: &str) -> anyhow::Result<()> {
+pub async fn give_push_tokens(
+    store: &Store,
+    device_ids: &[String],
+    topic: &str,
+) -> anyhow::Result<()> {
     let now = Utc::now();
     let rows: Vec<enrollment::ActiveModel> = device_ids
         .iter()
@@ -391,7 +405,10 @@ pub async fn expire_certificates_soon(store: &Store, person_id: &str) -> anyhow:
     execute(
         store,
         "UPDATE certificates SET not_after = ? WHERE person_id = ? AND revoked_at IS NULL",
-        vec![(Utc::now() + chrono::Duration::days(1)).into(), person_id.into()],
+        vec![
+            (Utc::now() + chrono::Duration::days(1)).into(),
+            person_id.into(),
+        ],
     )
     .await
 }
@@ -590,7 +607,10 @@ async fn push_figures(
         give_push_tokens(&app.store, &ids, &apns.topic).await?;
         Vec::new()
     };
-    eprintln!("profiles: {n} devices set up in {:.1} s", setup.elapsed().as_secs_f64());
+    eprintln!(
+        "profiles: {n} devices set up in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
     let (status, profile) = app
         .post_json(
             "/api/v1/profiles",
@@ -636,7 +656,10 @@ async fn push_figures(
         label("APNs pushes to the stand-in"),
         pushes as f64 / pushed.as_secs_f64(),
         "pushes/s",
-        format!("{pushes} pushes, all sent after {:.1} s", pushed.as_secs_f64()),
+        format!(
+            "{pushes} pushes, all sent after {:.1} s",
+            pushed.as_secs_f64()
+        ),
     ));
     if acknowledge {
         let sims: Vec<SimIpad> = ipads.into_iter().map(|(_, ipad)| ipad).collect();
@@ -736,7 +759,12 @@ pub async fn commands_per_device(
         ))
         .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get::<String>("", "device_id")?, r.try_get::<i64>("", "n")?)))
+        .map(|r| {
+            Ok((
+                r.try_get::<String>("", "device_id")?,
+                r.try_get::<i64>("", "n")?,
+            ))
+        })
         .collect()
 }
 
@@ -791,7 +819,10 @@ pub async fn queued_payloads(
     rows.iter()
         .map(|r| {
             let payload: String = r.try_get("", "payload")?;
-            Ok((r.try_get::<String>("", "request_type")?, serde_json::from_str(&payload)?))
+            Ok((
+                r.try_get::<String>("", "request_type")?,
+                serde_json::from_str(&payload)?,
+            ))
         })
         .collect()
 }

@@ -14,8 +14,18 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(name: impl Into<String>, value: f64, unit: impl Into<String>, note: impl Into<String>) -> Self {
-        Self { name: name.into(), value, unit: unit.into(), note: note.into() }
+    pub fn new(
+        name: impl Into<String>,
+        value: f64,
+        unit: impl Into<String>,
+        note: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            note: note.into(),
+        }
     }
 }
 
@@ -24,21 +34,38 @@ pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())).flatten())
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| {
+                    l.strip_prefix("MemTotal:")
+                        .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                })
+                .flatten()
+        })
         .unwrap_or(0);
     format!("{model}, {cores} cores, {} GiB RAM", mem_kb / (1024 * 1024))
 }
 
 /// Render figures as a Markdown table.
 pub fn table(figures: &[Figure]) -> String {
-    let mut out = String::from("| measurement | value | unit | note |\n| --- | ---: | --- | --- |\n");
+    let mut out =
+        String::from("| measurement | value | unit | note |\n| --- | ---: | --- | --- |\n");
     for f in figures {
-        let value = if f.value.abs() >= 100.0 { format!("{:.0}", f.value) } else { format!("{:.2}", f.value) };
+        let value = if f.value.abs() >= 100.0 {
+            format!("{:.0}", f.value)
+        } else {
+            format!("{:.2}", f.value)
+        };
         let _ = writeln!(out, "| {} | {} | {} | {} |", f.name, value, f.unit, f.note);
     }
     out
@@ -106,7 +133,10 @@ mod tests {
         assert!(text.contains("## Apple\n\nsecond"));
         assert!(!text.contains("first"));
         assert!(text.contains("## Windows\n\nwin"));
-        assert!(text.find("## Apple").unwrap() < text.find("## Windows").unwrap(), "order kept");
+        assert!(
+            text.find("## Apple").unwrap() < text.find("## Windows").unwrap(),
+            "order kept"
+        );
     }
 
     #[test]

@@ -107,39 +107,6 @@ fn classify(status: u16, reason: String) -> PushError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apple_reasons_are_sorted_into_dead_token_configuration_and_transient() {
-        assert_eq!(
-            classify(410, "Unregistered".into()),
-            PushError::BadToken("Unregistered".into())
-        );
-        assert_eq!(
-            classify(400, "BadDeviceToken".into()),
-            PushError::BadToken("BadDeviceToken".into())
-        );
-        assert_eq!(
-            classify(403, "BadCertificate".into()),
-            PushError::Rejected("BadCertificate".into())
-        );
-        assert_eq!(
-            classify(400, "BadTopic".into()),
-            PushError::Rejected("BadTopic".into())
-        );
-        assert_eq!(
-            classify(429, "TooManyRequests".into()),
-            PushError::Transient("TooManyRequests".into())
-        );
-        assert_eq!(
-            classify(503, "ServiceUnavailable".into()),
-            PushError::Transient("ServiceUnavailable".into())
-        );
-    }
-}
-
 /// Pushes with whatever push certificate is active in the database, so an
 /// upload through the API takes effect in every worker without a restart.
 /// Also paces pushes to `rate_per_sec` per worker process.
@@ -199,5 +166,38 @@ impl PushNotifier for StoredCertificatePusher {
         let client = self.client().await?;
         self.wait_turn().await;
         client.push(target).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apple_reasons_are_sorted_into_dead_token_configuration_and_transient() {
+        assert_eq!(
+            classify(410, "Unregistered".into()),
+            PushError::BadToken("Unregistered".into())
+        );
+        assert_eq!(
+            classify(400, "BadDeviceToken".into()),
+            PushError::BadToken("BadDeviceToken".into())
+        );
+        assert_eq!(
+            classify(403, "BadCertificate".into()),
+            PushError::Rejected("BadCertificate".into())
+        );
+        assert_eq!(
+            classify(400, "BadTopic".into()),
+            PushError::Rejected("BadTopic".into())
+        );
+        assert_eq!(
+            classify(429, "TooManyRequests".into()),
+            PushError::Transient("TooManyRequests".into())
+        );
+        assert_eq!(
+            classify(503, "ServiceUnavailable".into()),
+            PushError::Transient("ServiceUnavailable".into())
+        );
     }
 }

@@ -120,10 +120,28 @@ pub async fn run(
                     name,
                     deps
                 ))
-                .register(job_worker!(sync, SyncDirectory, jobs::sync_directory, name, deps))
+                .register(job_worker!(
+                    sync,
+                    SyncDirectory,
+                    jobs::sync_directory,
+                    name,
+                    deps
+                ))
                 .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
-                .register(job_worker!(progress, PushProgress, jobs::push_progress, name, deps))
-                .register(job_worker!(reconcile, ReconcileDevice, jobs::reconcile_device, name, deps))
+                .register(job_worker!(
+                    progress,
+                    PushProgress,
+                    jobs::push_progress,
+                    name,
+                    deps
+                ))
+                .register(job_worker!(
+                    reconcile,
+                    ReconcileDevice,
+                    jobs::reconcile_device,
+                    name,
+                    deps
+                ))
                 .register(job_worker!(
                     certificates,
                     MaintainCertificates,
@@ -138,7 +156,13 @@ pub async fn run(
                     name,
                     deps
                 ))
-                .register(job_worker!(loan_check, MaintainLoans, jobs::maintain_loans, name, deps))
+                .register(job_worker!(
+                    loan_check,
+                    MaintainLoans,
+                    jobs::maintain_loans,
+                    name,
+                    deps
+                ))
                 .run_with_signal(signal)
                 .await
         }
@@ -176,10 +200,28 @@ pub async fn run(
                     name,
                     deps
                 ))
-                .register(job_worker!(sync, SyncDirectory, jobs::sync_directory, name, deps))
+                .register(job_worker!(
+                    sync,
+                    SyncDirectory,
+                    jobs::sync_directory,
+                    name,
+                    deps
+                ))
                 .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
-                .register(job_worker!(progress, PushProgress, jobs::push_progress, name, deps))
-                .register(job_worker!(reconcile, ReconcileDevice, jobs::reconcile_device, name, deps))
+                .register(job_worker!(
+                    progress,
+                    PushProgress,
+                    jobs::push_progress,
+                    name,
+                    deps
+                ))
+                .register(job_worker!(
+                    reconcile,
+                    ReconcileDevice,
+                    jobs::reconcile_device,
+                    name,
+                    deps
+                ))
                 .register(job_worker!(
                     certificates,
                     MaintainCertificates,
@@ -194,7 +236,13 @@ pub async fn run(
                     name,
                     deps
                 ))
-                .register(job_worker!(loan_check, MaintainLoans, jobs::maintain_loans, name, deps))
+                .register(job_worker!(
+                    loan_check,
+                    MaintainLoans,
+                    jobs::maintain_loans,
+                    name,
+                    deps
+                ))
                 .run_with_signal(signal)
                 .await
         }

@@ -441,7 +441,10 @@ fn a_push_certificate_topic_is_read_from_the_subject_uid() {
     let mut req = ClientCertificateRequest::new(format!("APSP:{topic}"), 365);
     req.user_id = Some(topic.into());
     let issued = ca.issue_client_certificate(&req, now()).unwrap();
-    assert_eq!(flotte_pki::push_topic(&issued.cert_der).unwrap().as_deref(), Some(topic));
+    assert_eq!(
+        flotte_pki::push_topic(&issued.cert_der).unwrap().as_deref(),
+        Some(topic)
+    );
 
     let plain = ca
         .issue_client_certificate(&ClientCertificateRequest::new("no uid", 30), now())

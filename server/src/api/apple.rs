@@ -32,7 +32,13 @@ pub(crate) async fn enrollment_profile(
     if !caller.principal.scope().allows(Some(&school.id)) {
         return Err(ApiError::NotFound(format!("school {} not found", q.school)));
     }
-    let profile = signed_profile(&state, &school.id, &school.name, &caller.audit("apple.enrollment_profile")).await?;
+    let profile = signed_profile(
+        &state,
+        &school.id,
+        &school.name,
+        &caller.audit("apple.enrollment_profile"),
+    )
+    .await?;
     Ok(mobileconfig_response(profile))
 }
 
@@ -60,7 +66,10 @@ pub(crate) async fn create_link(
 ) -> Result<(StatusCode, Json<Link>), ApiError> {
     let school = state.store.find_school(&body.school).await?;
     if !caller.principal.scope().allows(Some(&school.id)) {
-        return Err(ApiError::NotFound(format!("school {} not found", body.school)));
+        return Err(ApiError::NotFound(format!(
+            "school {} not found",
+            body.school
+        )));
     }
     let now = state.clock.now();
     let expires_at = now + Duration::hours(i64::from(state.settings.apple.enrollment_link_hours));
@@ -110,7 +119,13 @@ pub(crate) async fn put_push_certificate(
     ApiJson(body): ApiJson<UploadPushCertificate>,
 ) -> Result<Json<PushCertificateInfo>, ApiError> {
     caller.require_technician()?;
-    let info = store_push_certificate(&state, &body.pem, body.force, &caller.audit("apple.push_certificate.upload")).await?;
+    let info = store_push_certificate(
+        &state,
+        &body.pem,
+        body.force,
+        &caller.audit("apple.push_certificate.upload"),
+    )
+    .await?;
     Ok(Json(info))
 }
 
@@ -132,21 +147,45 @@ pub async fn import_push_certificate(
     now: DateTime<Utc>,
 ) -> Result<PushCertificateInfo, ApiError> {
     let (cert_pem, key_pem) = split_pem(pem)?;
-    let der = flotte_pki::pem_to_der(&cert_pem).map_err(|e| ApiError::BadRequest(format!("certificate: {e}")))?;
-    let info = flotte_pki::certificate_info(&der).map_err(|e| ApiError::BadRequest(format!("certificate: {e}")))?;
+    let der = flotte_pki::pem_to_der(&cert_pem)
+        .map_err(|e| ApiError::BadRequest(format!("certificate: {e}")))?;
+    let info = flotte_pki::certificate_info(&der)
+        .map_err(|e| ApiError::BadRequest(format!("certificate: {e}")))?;
     let topic = flotte_pki::push_topic(&der)
         .map_err(|e| ApiError::BadRequest(format!("certificate: {e}")))?
-        .ok_or_else(|| ApiError::BadRequest("the certificate has no UID (topic): is it an MDM push certificate?".into()))?;
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "the certificate has no UID (topic): is it an MDM push certificate?".into(),
+            )
+        })?;
     if !topic.starts_with("com.apple.mgmt.") {
-        return Err(ApiError::BadRequest(format!("topic {topic} is not an MDM topic (com.apple.mgmt.…)")));
+        return Err(ApiError::BadRequest(format!(
+            "topic {topic} is not an MDM topic (com.apple.mgmt.…)"
+        )));
     }
     if info.not_after <= now {
-        return Err(ApiError::BadRequest(format!("the certificate expired on {}", info.not_after)));
+        return Err(ApiError::BadRequest(format!(
+            "the certificate expired on {}",
+            info.not_after
+        )));
     }
     store
-        .store_push_certificate(&topic, &info.sha256_hex, &cert_pem, &key_pem, info.not_after, force, actor, now)
+        .store_push_certificate(
+            &topic,
+            &info.sha256_hex,
+            &cert_pem,
+            &key_pem,
+            info.not_after,
+            force,
+            actor,
+            now,
+        )
         .await?;
-    Ok(PushCertificateInfo { topic, sha256: info.sha256_hex, not_after: info.not_after })
+    Ok(PushCertificateInfo {
+        topic,
+        sha256: info.sha256_hex,
+        not_after: info.not_after,
+    })
 }
 
 /// The active push certificate's topic and expiry.
@@ -161,7 +200,11 @@ pub(crate) async fn get_push_certificate(
         .active_push_certificate()
         .await?
         .ok_or_else(|| ApiError::NotFound("no push certificate has been uploaded".into()))?;
-    Ok(Json(PushCertificateInfo { topic: cert.topic, sha256: cert.sha256, not_after: cert.not_after }))
+    Ok(Json(PushCertificateInfo {
+        topic: cert.topic,
+        sha256: cert.sha256,
+        not_after: cert.not_after,
+    }))
 }
 
 /// Separate the certificate and the key blocks of a PEM bundle.
@@ -171,10 +214,16 @@ fn split_pem(pem: &str) -> Result<(String, String), ApiError> {
     let mut rest = pem;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block_start = &rest[start..];
-        let label_end = block_start[11..].find("-----").ok_or_else(|| ApiError::BadRequest("truncated PEM".into()))? + 11;
+        let label_end = block_start[11..]
+            .find("-----")
+            .ok_or_else(|| ApiError::BadRequest("truncated PEM".into()))?
+            + 11;
         let label = &block_start[11..label_end];
         let end_marker = format!("-----END {label}-----");
-        let end = block_start.find(&end_marker).ok_or_else(|| ApiError::BadRequest(format!("PEM block {label} is not closed")))? + end_marker.len();
+        let end = block_start
+            .find(&end_marker)
+            .ok_or_else(|| ApiError::BadRequest(format!("PEM block {label} is not closed")))?
+            + end_marker.len();
         let block = format!("{}\n", &block_start[..end]);
         if label == "CERTIFICATE" && cert.is_none() {
             cert = Some(block);
@@ -185,7 +234,11 @@ fn split_pem(pem: &str) -> Result<(String, String), ApiError> {
     }
     match (cert, key) {
         (Some(c), Some(k)) => Ok((c, k)),
-        (None, _) => Err(ApiError::BadRequest("the PEM holds no CERTIFICATE block".into())),
-        (_, None) => Err(ApiError::BadRequest("the PEM holds no PRIVATE KEY block".into())),
+        (None, _) => Err(ApiError::BadRequest(
+            "the PEM holds no CERTIFICATE block".into(),
+        )),
+        (_, None) => Err(ApiError::BadRequest(
+            "the PEM holds no PRIVATE KEY block".into(),
+        )),
     }
 }

@@ -27,18 +27,30 @@ fn apple(request_type: &str, parameters: serde_json::Value) -> Result<NewCommand
     let mut object = match parameters {
         serde_json::Value::Null => serde_json::Map::new(),
         serde_json::Value::Object(map) => map,
-        _ => return Err(ApiError::BadRequest("parameters must be a JSON object".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "parameters must be a JSON object".into(),
+            ));
+        }
     };
     if request_type == "ClearPasscode" {
         // The UnlockToken stays sealed in storage until the command is sent.
-        object.insert("unlock_token".into(), serde_json::Value::String(String::new()));
+        object.insert(
+            "unlock_token".into(),
+            serde_json::Value::String(String::new()),
+        );
     }
     if request_type == "DeviceInformation" && !object.contains_key("queries") {
         return Ok(typed(AppleCommand::device_information()));
     }
-    object.insert("request_type".into(), serde_json::Value::String(request_type.to_owned()));
-    let command: AppleCommand = serde_json::from_value(serde_json::Value::Object(object))
-        .map_err(|e| ApiError::BadRequest(format!("not a valid Apple {request_type} command: {e}")))?;
+    object.insert(
+        "request_type".into(),
+        serde_json::Value::String(request_type.to_owned()),
+    );
+    let command: AppleCommand =
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+            ApiError::BadRequest(format!("not a valid Apple {request_type} command: {e}"))
+        })?;
     Ok(typed(command))
 }
 
@@ -55,11 +67,20 @@ mod tests {
 
     #[test]
     fn apple_commands_are_checked_when_queued() {
-        let ok = prepare(Platform::Apple, "Settings", serde_json::json!({
-            "settings": [{ "kind": "device_name", "device_name": "iPad 7b-03" }]
-        }));
+        let ok = prepare(
+            Platform::Apple,
+            "Settings",
+            serde_json::json!({
+                "settings": [{ "kind": "device_name", "device_name": "iPad 7b-03" }]
+            }),
+        );
         assert!(ok.is_ok(), "{ok:?}");
-        let info = prepare(Platform::Apple, "DeviceInformation", serde_json::Value::Null).unwrap();
+        let info = prepare(
+            Platform::Apple,
+            "DeviceInformation",
+            serde_json::Value::Null,
+        )
+        .unwrap();
         assert!(info.payload["queries"].as_array().unwrap().len() > 5);
         let bad = prepare(Platform::Apple, "FormatTheMoon", serde_json::Value::Null).unwrap_err();
         assert!(bad.to_string().contains("FormatTheMoon"), "{bad}");

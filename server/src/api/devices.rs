@@ -165,7 +165,9 @@ pub(crate) async fn queue_command(
     ApiJson(body): ApiJson<QueueCommand>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     if body.request_type.trim().is_empty() {
-        return Err(ApiError::BadRequest("request_type must not be empty".into()));
+        return Err(ApiError::BadRequest(
+            "request_type must not be empty".into(),
+        ));
     }
     let scope = caller.principal.scope();
     let device = state.store.find_device(&id, &scope).await?;

@@ -56,7 +56,10 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(schools::list_schools, schools::create_school))
         .routes(routes!(apple::enrollment_profile))
         .routes(routes!(apple::create_link))
-        .routes(routes!(apple::get_push_certificate, apple::put_push_certificate))
+        .routes(routes!(
+            apple::get_push_certificate,
+            apple::put_push_certificate
+        ))
         .routes(routes!(auth_login::login))
         .routes(routes!(auth_login::logout))
         .routes(routes!(auth_login::create_token, auth_login::list_tokens))
@@ -79,8 +82,14 @@ pub(crate) fn routes(state: AppState) -> Router {
         .routes(routes!(profiles::list_versions))
         .routes(routes!(profiles::list_assignments))
         .routes(routes!(profiles::device_profiles))
-        .routes(routes!(profiles::list_device_groups, profiles::create_device_group))
-        .routes(routes!(profiles::list_certificates, profiles::request_certificate))
+        .routes(routes!(
+            profiles::list_device_groups,
+            profiles::create_device_group
+        ))
+        .routes(routes!(
+            profiles::list_certificates,
+            profiles::request_certificate
+        ))
         .routes(routes!(profiles::revoke_certificate))
         .routes(routes!(pushes::list_pushes, pushes::create_push))
         .routes(routes!(pushes::get_push))

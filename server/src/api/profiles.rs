@@ -16,8 +16,8 @@ use flotte_core::CoreError;
 use flotte_core::assignment::ProfileOwnership;
 use flotte_core::auth::Principal;
 use flotte_core::certificates::{
-    CertificateOrg, CertificateSubject, DeviceIdentity, PersonIdentity,
-    device_certificate_subject, person_certificate_subject,
+    CertificateOrg, CertificateSubject, DeviceIdentity, PersonIdentity, device_certificate_subject,
+    person_certificate_subject,
 };
 use flotte_pki::{ClientCertificateRequest, RevokedCertificate};
 use flotte_profiles::template::ProfileTemplate;
@@ -127,7 +127,12 @@ pub(crate) async fn update_profile(
     Ok(Json(
         state
             .store
-            .update_profile(&id, &new, &caller.audit("profile.update"), state.clock.now())
+            .update_profile(
+                &id,
+                &new,
+                &caller.audit("profile.update"),
+                state.clock.now(),
+            )
             .await?,
     ))
 }
@@ -193,7 +198,9 @@ pub(crate) async fn device_profiles(
         .store
         .device_profile_states(&id, &caller.principal.scope())
         .await?;
-    Ok(Json(states.into_iter().map(DeviceProfileView::from).collect()))
+    Ok(Json(
+        states.into_iter().map(DeviceProfileView::from).collect(),
+    ))
 }
 
 /// A device's record of one profile.

@@ -78,7 +78,12 @@ pub(crate) async fn create_push(
     };
     let record = state
         .store
-        .create_push(&new, &caller.principal.scope(), &caller.audit("push.create"), now)
+        .create_push(
+            &new,
+            &caller.principal.scope(),
+            &caller.audit("push.create"),
+            now,
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }

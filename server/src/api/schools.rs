@@ -17,7 +17,9 @@ pub(crate) async fn list_schools(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<School>>, ApiError> {
-    Ok(Json(state.store.list_schools(&caller.principal.scope()).await?))
+    Ok(Json(
+        state.store.list_schools(&caller.principal.scope()).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -37,15 +39,28 @@ pub(crate) async fn create_school(
     ApiJson(body): ApiJson<NewSchool>,
 ) -> Result<(StatusCode, Json<School>), ApiError> {
     if !matches!(caller.principal, Principal::Technician { .. }) {
-        return Err(ApiError::Forbidden("only technicians create schools".into()));
+        return Err(ApiError::Forbidden(
+            "only technicians create schools".into(),
+        ));
     }
     let code = body.code.trim();
-    if code.is_empty() || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ApiError::BadRequest("code must be letters, digits, '-' or '_'".into()));
+    if code.is_empty()
+        || !code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::BadRequest(
+            "code must be letters, digits, '-' or '_'".into(),
+        ));
     }
     let school = state
         .store
-        .create_school(code, body.name.trim(), &caller.audit("school.create"), state.clock.now())
+        .create_school(
+            code,
+            body.name.trim(),
+            &caller.audit("school.create"),
+            state.clock.now(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(school)))
 }

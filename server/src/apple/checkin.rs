@@ -20,17 +20,24 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppleError> {
-    let identity = identify(&state, &headers, tls.as_deref().map(|t| t.as_ref()), peer, &body)?;
+    let identity = identify(
+        &state,
+        &headers,
+        tls.as_deref().map(|t| t.as_ref()),
+        peer,
+        &body,
+    )?;
     let message =
         flotte_apple::parse_checkin(&body).map_err(|e| AppleError::Malformed(e.to_string()))?;
     let now = state.clock.now();
     let store = &state.store;
     match message {
         CheckinMessage::Authenticate(a) => {
-            let udid = a
-                .udid
-                .clone()
-                .ok_or_else(|| AppleError::Malformed("Authenticate without UDID (user enrolment is not supported)".into()))?;
+            let udid = a.udid.clone().ok_or_else(|| {
+                AppleError::Malformed(
+                    "Authenticate without UDID (user enrolment is not supported)".into(),
+                )
+            })?;
             if let Some(push) = store.active_push_certificate().await?
                 && push.topic != a.topic
             {
@@ -85,10 +92,12 @@ pub(crate) async fn handle(
         )),
         CheckinMessage::SetBootstrapToken(b) => {
             let binding = bound(&state, &identity, b.udid.as_deref()).await?;
-            let token = b
-                .bootstrap_token
-                .ok_or_else(|| AppleError::Malformed("SetBootstrapToken without BootstrapToken".into()))?;
-            store.apple_set_bootstrap_token(&binding, &token, now).await?;
+            let token = b.bootstrap_token.ok_or_else(|| {
+                AppleError::Malformed("SetBootstrapToken without BootstrapToken".into())
+            })?;
+            store
+                .apple_set_bootstrap_token(&binding, &token, now)
+                .await?;
             Ok(StatusCode::OK.into_response())
         }
         CheckinMessage::GetBootstrapToken(g) => {

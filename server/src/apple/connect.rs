@@ -24,7 +24,13 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppleError> {
-    let identity = identify(&state, &headers, tls.as_deref().map(|t| t.as_ref()), peer, &body)?;
+    let identity = identify(
+        &state,
+        &headers,
+        tls.as_deref().map(|t| t.as_ref()),
+        peer,
+        &body,
+    )?;
     let report =
         flotte_apple::parse_report(&body).map_err(|e| AppleError::Malformed(e.to_string()))?;
     let binding = bound(&state, &identity, report.udid.as_deref()).await?;

@@ -28,11 +28,16 @@ pub(crate) async fn signed_profile(
     school_name: &str,
     actor: &AuditEntry,
 ) -> Result<Vec<u8>, CoreError> {
-    let push = state.store.active_push_certificate().await?.ok_or_else(|| {
-        CoreError::Conflict(
-            "no APNs push certificate yet: upload one with PUT /api/v1/apple/push-certificate".into(),
-        )
-    })?;
+    let push = state
+        .store
+        .active_push_certificate()
+        .await?
+        .ok_or_else(|| {
+            CoreError::Conflict(
+                "no APNs push certificate yet: upload one with PUT /api/v1/apple/push-certificate"
+                    .into(),
+            )
+        })?;
     let now = state.clock.now();
     let settings = &state.settings;
     let mut request = ClientCertificateRequest::new(
@@ -81,44 +86,48 @@ pub(crate) async fn signed_profile(
 
     let public = settings.public_url();
     let namespace = ProfileNamespace::from_dns_name(&public);
-    let profile = Profile::new(namespace, ENROLLMENT_IDENTIFIER, format!("{} MDM", settings.organisation))
-        .organization(settings.organisation.clone())
-        .description(format!(
-            "Enrols this device in {}'s device management for {school_name}.",
-            settings.organisation
-        ))
-        .with_payload(
-            "root",
-            RootCertificate {
-                der: state.ca.root_der(),
-                file_name: Some("flotte-root.cer".into()),
-            },
-        )
-        .with_payload(
-            "identity",
-            Pkcs12Identity {
-                pkcs12: p12,
-                password: Some(password),
-                file_name: Some("identity.p12".into()),
-            },
-        )
-        .with_payload(
-            "mdm",
-            MdmEnrollment {
-                server_url: format!("{public}/mdm/apple/connect"),
-                check_in_url: Some(format!("{public}/mdm/apple/checkin")),
-                topic: push.topic,
-                identity: "identity".into(),
-                sign_message: true,
-                access_rights: MdmEnrollment::ALL_ACCESS_RIGHTS,
-                check_out_when_removed: true,
-                server_capabilities: vec![
-                    MdmServerCapability::PerUserConnections,
-                    MdmServerCapability::BootstrapToken,
-                ],
-                use_development_apns: None,
-            },
-        );
+    let profile = Profile::new(
+        namespace,
+        ENROLLMENT_IDENTIFIER,
+        format!("{} MDM", settings.organisation),
+    )
+    .organization(settings.organisation.clone())
+    .description(format!(
+        "Enrols this device in {}'s device management for {school_name}.",
+        settings.organisation
+    ))
+    .with_payload(
+        "root",
+        RootCertificate {
+            der: state.ca.root_der(),
+            file_name: Some("flotte-root.cer".into()),
+        },
+    )
+    .with_payload(
+        "identity",
+        Pkcs12Identity {
+            pkcs12: p12,
+            password: Some(password),
+            file_name: Some("identity.p12".into()),
+        },
+    )
+    .with_payload(
+        "mdm",
+        MdmEnrollment {
+            server_url: format!("{public}/mdm/apple/connect"),
+            check_in_url: Some(format!("{public}/mdm/apple/checkin")),
+            topic: push.topic,
+            identity: "identity".into(),
+            sign_message: true,
+            access_rights: MdmEnrollment::ALL_ACCESS_RIGHTS,
+            check_out_when_removed: true,
+            server_capabilities: vec![
+                MdmServerCapability::PerUserConnections,
+                MdmServerCapability::BootstrapToken,
+            ],
+            use_development_apns: None,
+        },
+    );
     let plist = profile
         .to_mobileconfig()
         .map_err(|e| CoreError::Invalid(format!("enrolment profile: {e}")))?;

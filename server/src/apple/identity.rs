@@ -23,7 +23,13 @@ pub(crate) fn identify(
 ) -> Result<DeviceIdentity, AppleError> {
     let cert = if let Some(sig) = headers.get("mdm-signature") {
         let sig = base64::engine::general_purpose::STANDARD
-            .decode(sig.as_bytes().iter().filter(|b| !b.is_ascii_whitespace()).copied().collect::<Vec<_>>())
+            .decode(
+                sig.as_bytes()
+                    .iter()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
             .map_err(|_| AppleError::Identity("Mdm-Signature is not base64".into()))?;
         flotte_pki::verify_detached(body, &sig)
             .map_err(|e| AppleError::Identity(format!("Mdm-Signature does not verify: {e}")))?
@@ -59,7 +65,9 @@ pub(crate) fn identify(
 /// the same identity on every request, and the chain need not be walked each
 /// time. Bounded: forgotten wholesale when full, which only costs re-checks.
 #[derive(Default)]
-pub(crate) struct VerifiedIdentities(std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>);
+pub(crate) struct VerifiedIdentities(
+    std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
+);
 
 /// About 200,000 devices fit before the cache starts over.
 const VERIFIED_CAPACITY: usize = 200_000;
@@ -123,7 +131,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(v) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            )
         {
             out.push(v);
             i += 3;

@@ -27,8 +27,14 @@ const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/mdm/apple/checkin", put(checkin::handle).post(checkin::handle))
-        .route("/mdm/apple/connect", put(connect::handle).post(connect::handle))
+        .route(
+            "/mdm/apple/checkin",
+            put(checkin::handle).post(checkin::handle),
+        )
+        .route(
+            "/mdm/apple/connect",
+            put(connect::handle).post(connect::handle),
+        )
         .route("/mdm/apple/mdm", put(dispatch).post(dispatch))
         .route("/mdm/apple/enroll/{token}", get(enrollment::by_link))
 }

@@ -20,7 +20,9 @@ fn parse_args() -> anyhow::Result<Args> {
         suites: Vec::new(),
         devices: vec![1000, 10000],
         laptops: 1000,
-        postgres: std::env::var("TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty()),
+        postgres: std::env::var("TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty()),
         out: PathBuf::from("BENCHMARKS.md"),
     };
     let mut it = std::env::args().skip(1);
@@ -36,11 +38,21 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--postgres" => args.postgres = it.next(),
             "--laptops" => {
-                args.laptops = it.next().ok_or_else(|| anyhow::anyhow!("--laptops needs a number"))?.parse()?;
+                args.laptops = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--laptops needs a number"))?
+                    .parse()?;
             }
-            "--out" => args.out = it.next().ok_or_else(|| anyhow::anyhow!("--out needs a path"))?.into(),
+            "--out" => {
+                args.out = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--out needs a path"))?
+                    .into()
+            }
             "-h" | "--help" => {
-                println!("flotte-bench [apple] [directory] [windows] [--laptops 1000] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]");
+                println!(
+                    "flotte-bench [apple] [directory] [windows] [--laptops 1000] [--devices 1000,10000] [--postgres URL] [--out BENCHMARKS.md]"
+                );
                 std::process::exit(0);
             }
             suite => args.suites.push(suite.to_owned()),
@@ -73,7 +85,14 @@ async fn main() -> anyhow::Result<()> {
                 }
                 for backend in backends {
                     for &n in &args.devices {
-                        eprintln!("apple: {n} iPads on {}", if backend.is_some() { "PostgreSQL" } else { "SQLite" });
+                        eprintln!(
+                            "apple: {n} iPads on {}",
+                            if backend.is_some() {
+                                "PostgreSQL"
+                            } else {
+                                "SQLite"
+                            }
+                        );
                         figures.extend(flotte_tests::bench_apple::run(backend, n).await?);
                     }
                 }
@@ -106,7 +125,15 @@ async fn main() -> anyhow::Result<()> {
                     backends.push(Some(pg));
                 }
                 for backend in backends {
-                    eprintln!("windows: {} laptops on {}", args.laptops, if backend.is_some() { "PostgreSQL" } else { "SQLite" });
+                    eprintln!(
+                        "windows: {} laptops on {}",
+                        args.laptops,
+                        if backend.is_some() {
+                            "PostgreSQL"
+                        } else {
+                            "SQLite"
+                        }
+                    );
                     figures.extend(flotte_tests::bench_windows::run(backend, args.laptops).await?);
                 }
                 let body = format!(
@@ -122,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
                 );
                 write_section(&args.out, "Windows", &body)?;
             }
-            other => anyhow::bail!("unknown benchmark {other:?} (known: apple, directory, windows)"),
+            other => {
+                anyhow::bail!("unknown benchmark {other:?} (known: apple, directory, windows)")
+            }
         }
     }
     Ok(())

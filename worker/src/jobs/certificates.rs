@@ -16,8 +16,7 @@ use flotte_core::jobs::{MaintainCertificates, ReconcileDevice};
 use flotte_pki::{CertificateAuthority, ClientCertificateRequest, PkiError, RevokedCertificate};
 use flotte_profiles::template::{IdentityKind, IssuedIdentity};
 use flotte_storage::{
-    CrlRecord, DeviceProfileFacts, EAP_DEVICE, EAP_PERSON, EapCertificate, NewEapCertificate,
-    Store,
+    CrlRecord, DeviceProfileFacts, EAP_DEVICE, EAP_PERSON, EapCertificate, NewEapCertificate, Store,
 };
 use std::sync::Arc;
 
@@ -201,7 +200,12 @@ pub(crate) async fn current_identity(
     let actor = AuditEntry::new("system", "certificate.issue", "");
     Ok(deps
         .store
-        .record_eap_certificate(&record, current.as_ref().map(|c| c.id.as_str()), &actor, now)
+        .record_eap_certificate(
+            &record,
+            current.as_ref().map(|c| c.id.as_str()),
+            &actor,
+            now,
+        )
         .await?)
 }
 

@@ -187,10 +187,12 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|s| in_focus(&s.identifier))
             .filter_map(|s| {
-                s.installed_checksum.as_ref().map(|checksum| ExpectedProfile {
-                    identifier: s.identifier.clone(),
-                    checksum: checksum.clone(),
-                })
+                s.installed_checksum
+                    .as_ref()
+                    .map(|checksum| ExpectedProfile {
+                        identifier: s.identifier.clone(),
+                        checksum: checksum.clone(),
+                    })
             })
             .collect();
         let reported = self.reported(facts, &records, &in_focus);
@@ -204,7 +206,9 @@ impl<'a> Planner<'a> {
         };
         let pending_open = |state: &ProfileStateRecord| {
             state.pending_command_id.is_some()
-                && state.pending_status.is_none_or(|status| status.is_pending())
+                && state
+                    .pending_status
+                    .is_none_or(|status| status.is_pending())
         };
         let mut changes = Vec::new();
         for identifier in &plan.install {
@@ -473,9 +477,10 @@ impl<'a> Planner<'a> {
             } => Prepared {
                 checksum,
                 commands: windows_commands(&commands).map_err(RenderFailure::Device)?,
-                removal: Some(serde_json::to_string(&removal).map_err(|e| {
-                    RenderFailure::Device(format!("removal commands: {e}"))
-                })?),
+                removal: Some(
+                    serde_json::to_string(&removal)
+                        .map_err(|e| RenderFailure::Device(format!("removal commands: {e}")))?,
+                ),
             },
         };
         let prepared = Arc::new(prepared);
