@@ -149,6 +149,19 @@ pub(crate) fn to_offset(dt: DateTime<Utc>) -> Result<time::OffsetDateTime, PkiEr
         .map_err(|e| PkiError::InvalidRequest(format!("time out of range: {e}")))
 }
 
+/// The APNs topic of an MDM push certificate: its subject's UID attribute
+/// (`com.apple.mgmt.External.<uuid>` for certificates from Apple's push portal).
+pub fn push_topic(cert_der: &[u8]) -> Result<Option<String>, PkiError> {
+    let cert = parse_cert(cert_der)?;
+    let topic = cert
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == "0.9.2342.19200300.100.1.1")
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    Ok(topic)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,17 +192,4 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
-}
-
-/// The APNs topic of an MDM push certificate: its subject's UID attribute
-/// (`com.apple.mgmt.External.<uuid>` for certificates from Apple's push portal).
-pub fn push_topic(cert_der: &[u8]) -> Result<Option<String>, PkiError> {
-    let cert = parse_cert(cert_der)?;
-    let topic = cert
-        .subject()
-        .iter_attributes()
-        .find(|a| a.attr_type().to_id_string() == "0.9.2342.19200300.100.1.1")
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_owned);
-    Ok(topic)
 }
