@@ -3,6 +3,8 @@
 //! and the worker. The integration tests start Flotte through this too.
 
 pub mod admin;
+pub mod client;
+pub mod remote;
 
 use flotte_config::{LogFormat, Settings};
 use flotte_core::{Clock, SystemClock};

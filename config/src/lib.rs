@@ -301,7 +301,7 @@ impl Settings {
         figment = figment.merge(
             Env::prefixed("FLOTTE_")
                 .split("__")
-                .ignore(&["config"])
+                .ignore(&["config", "url", "token", "ca"])
                 .map(|key| {
                     // `FLOTTE_LDAP_URL` is the documented spelling for `[ldap] url`.
                     // The key keeps the variable's case, hence the lowercasing.

@@ -10,8 +10,8 @@
 
 use crate::db::{commit, db_err};
 use crate::entity::{
-    assignment, command, device, device_group_member, profile_device_state, profile_template, push,
-    push_target,
+    assignment, command, device, device_group_member, enrollment, profile_device_state,
+    profile_template, push, push_target,
 };
 use crate::profiles::{
     find_profile_row, placeholders, platforms_of, scoped_class, scoped_group, scoped_school,
@@ -168,7 +168,7 @@ pub struct DeviceChanges {
 }
 
 /// What one fan-out batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BatchOutcome {
     /// Devices that got at least one new command.
     pub queued: u64,
@@ -181,6 +181,9 @@ pub struct BatchOutcome {
     pub commands: u64,
     /// Earlier commands withdrawn because these replace them.
     pub superseded: u64,
+    /// Devices whose profile records changed between planning and applying: nothing
+    /// was decided for them, and they are to be planned again from what is recorded now.
+    pub raced: Vec<String>,
 }
 
 /// What one progress tick did.
@@ -362,17 +365,22 @@ async fn withdraw(
     let mut withdrawn = BTreeSet::new();
     for chunk in command_ids.chunks(400) {
         let sql = format!(
-            "UPDATE commands SET status = 'cancelled', finished_at = {now_p}, updated_at = {now_p}, \
+            "UPDATE commands SET status = 'cancelled', finished_at = {finished}, \
+             updated_at = {updated}, \
              error = 'superseded by a newer command for the same profile' \
              WHERE status IN ('queued', 'not_now') AND id IN ({ids}) RETURNING id",
-            now_p = placeholders(txn, 1, 1),
-            ids = placeholders(txn, 2, chunk.len()),
+            // Two placeholders for one value: SQLite's `?` are numbered by position.
+            finished = placeholders(txn, 1, 1),
+            updated = placeholders(txn, 2, 1),
+            ids = placeholders(txn, 3, chunk.len()),
         );
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 txn.get_database_backend(),
                 sql,
-                std::iter::once(now.into()).chain(chunk.iter().map(|id| id.clone().into())),
+                [now.into(), now.into()]
+                    .into_iter()
+                    .chain(chunk.iter().map(|id| id.clone().into())),
             ))
             .await
             .map_err(CoreError::storage)?;
@@ -584,6 +592,7 @@ async fn apply_batch(
     let mut standing: Vec<(&DeviceChanges, &ProfileChange, profile_device_state::Model)> =
         Vec::new();
     let mut to_withdraw = Vec::new();
+    let mut raced = BTreeSet::new();
     for changes in planned {
         for change in &changes.changes {
             let key = (changes.device_id.clone(), change.identifier.clone());
@@ -597,7 +606,7 @@ async fn apply_batch(
             let Some(row) = row else {
                 // Someone else queued for this profile since it was planned: their command
                 // stands, and the next plan starts from it.
-                outcome.skipped += 1;
+                raced.insert(changes.device_id.clone());
                 continue;
             };
             if let Some(pending) = &row.pending_command_id {
@@ -829,8 +838,10 @@ async fn apply_batch(
             .map_err(CoreError::storage)?;
     }
     outcome.commands += insert_commands(txn, commands, coalesce_secs, now).await?;
+    outcome.raced.extend(raced.iter().cloned());
     Ok(planned
         .iter()
+        .filter(|p| !raced.contains(&p.device_id))
         .map(|p| {
             let mine = results.remove(&p.device_id).unwrap_or_default();
             (p.device_id.clone(), target_result(identifier, &mine))
@@ -876,7 +887,26 @@ async fn wake_all(
 ) -> Result<(), CoreError> {
     use flotte_core::jobs::Job as _;
     let sqlite = crate::db::is_sqlite(txn);
-    for chunk in device_ids.chunks(200) {
+    // Only devices a push can reach: one without a usable token (a Windows laptop, an iPad
+    // not enrolled yet, a dead token) fetches its commands when it next checks in, and a job
+    // per such device would only say so in the audit log.
+    let mut reachable: Vec<String> = Vec::with_capacity(device_ids.len());
+    for chunk in device_ids.chunks(400) {
+        let ids: Vec<String> = enrollment::Entity::find()
+            .select_only()
+            .column(enrollment::Column::DeviceId)
+            .filter(enrollment::Column::DeviceId.is_in(chunk.to_vec()))
+            .filter(enrollment::Column::EndedAt.is_null())
+            .filter(enrollment::Column::PushToken.is_not_null())
+            .filter(enrollment::Column::TokenInvalidAt.is_null())
+            .distinct()
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(CoreError::storage)?;
+        reachable.extend(ids);
+    }
+    for chunk in reachable.chunks(200) {
         let mut values = Vec::new();
         let mut params: Vec<sea_orm::Value> = Vec::new();
         for (i, device_id) in chunk.iter().enumerate() {
@@ -1077,10 +1107,12 @@ impl Store {
                 Some(h) => format!("that profile {} renders for ({})", h.identifier, h.platform),
                 None => "at all".to_owned(),
             };
+            let scope = match scope.id() {
+                "" => scope.kind().to_owned(),
+                id => format!("{} {id}", scope.kind()),
+            };
             return Err(CoreError::Conflict(format!(
-                "the scope {} {} reaches no enrolled device {what}: nothing was queued",
-                scope.kind(),
-                scope.id()
+                "the scope {scope} reaches no enrolled device {what}: nothing was queued"
             )));
         }
         let total = i32::try_from(total)
@@ -1529,6 +1561,19 @@ impl Store {
                 .await
                 .map_err(CoreError::storage)?;
         }
+        // Raced devices go back to pending, for the batch to plan them again.
+        for chunk in outcome.raced.chunks(400) {
+            push_target::Entity::update_many()
+                .col_expr(
+                    push_target::Column::Status,
+                    Expr::value(TargetStatus::Pending.as_str()),
+                )
+                .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
+                .filter(push_target::Column::DeviceId.is_in(chunk.to_vec()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
         let left = push_target::Entity::find()
             .filter(push_target::Column::PushId.eq(work.push_id.as_str()))
             .filter(push_target::Column::Status.eq(TargetStatus::Pending.as_str()))
@@ -1570,6 +1615,12 @@ impl Store {
             &mut outcome,
         )
         .await?;
+        if !outcome.raced.is_empty() {
+            // Dropping the transaction rolls it back: nothing half-applied.
+            return Err(CoreError::Conflict(
+                "the device's profile records changed while it was planned; plan it again".into(),
+            ));
+        }
         for result in results.values() {
             match result.status {
                 TargetStatus::Failed => outcome.failed += 1,

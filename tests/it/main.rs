@@ -1,6 +1,7 @@
 //! The one integration-test binary: every black-box test of Flotte.
 
 mod apple;
+mod cli;
 mod directory;
 mod directory_ldap;
 mod foundation;

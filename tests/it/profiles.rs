@@ -313,6 +313,71 @@ async fn a_pushed_profile_reaches_the_ipad_signed_resolved_and_is_not_sent_twice
 }
 
 #[tokio::test]
+async fn a_new_version_supersedes_the_one_still_waiting_and_progress_streams_as_events() {
+    let (_apns, app, _) = app_with_school().await;
+    let mut ipad = app.enrolled_ipad("GYM1", 62).await;
+    app.post_json(
+        "/api/v1/profiles",
+        &school_template("de.flotte.portal", "Portal"),
+    )
+    .await;
+    let v1 = push(
+        &app,
+        json!({ "profile": "de.flotte.portal", "scope": { "kind": "device", "id": ipad.udid } }),
+    )
+    .await;
+    wait_queued(&app, v1["id"].as_str().unwrap(), 60).await;
+    let r = app
+        .api(reqwest::Method::PUT, "/api/v1/profiles/de.flotte.portal")
+        .json(&school_template("de.flotte.portal", "Lernportal"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v2 = push(
+        &app,
+        json!({ "profile": "de.flotte.portal", "scope": { "kind": "device", "id": ipad.udid } }),
+    )
+    .await;
+    assert_eq!(v2["version"], 2);
+    wait_queued(&app, v2["id"].as_str().unwrap(), 60).await;
+
+    let first = wait_status(&app, v1["id"].as_str().unwrap(), "completed").await;
+    assert_eq!(first["counts"]["superseded"], 1, "{first}");
+    let handled = ipad.session().await;
+    assert_eq!(handled.len(), 1, "only the newer version is sent");
+    let (profile, _) = installed_profile(&handled[0].command);
+    assert_eq!(
+        payload(&profile, "com.apple.webClip.managed")["Label"].as_string(),
+        Some("Lernportal")
+    );
+
+    // The event stream ends with the finished push.
+    let response = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/pushes/{}/events", v2["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(60), response.text())
+        .await
+        .expect("the stream ends when the push is done")
+        .unwrap();
+    assert!(text.contains("event: done"), "{text}");
+    let data = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let last: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(last["counts"]["acknowledged"], 1, "{last}");
+}
+
+#[tokio::test]
 async fn a_pupils_wifi_carries_their_own_certificate_for_radius_and_it_ends_with_the_loan() {
     let (_apns, app, school) = app_with_school().await;
     let mut ipad = app.enrolled_ipad("GYM1", 63).await;

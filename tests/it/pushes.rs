@@ -561,3 +561,107 @@ async fn a_push_to_windows_laptops_queues_syncml_the_windows_queue_can_send() {
             .any(|(_, p)| p.to_string().contains("Schule-GYM1"))
     );
 }
+
+#[tokio::test]
+async fn a_hundred_pushes_to_2703_devices_leave_the_queue_tables_bounded() {
+    let env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.profiles.progress_every_secs = 1;
+    settings.retention.command_days = 0;
+    settings.retention.job_days = 0;
+    let app = TestApp::spawn_in(&env, settings).await;
+    let school = app.create_school("GYM1", "Gymnasium am Dom").await;
+    let fleet = 2703;
+    insert_enrolled_devices(&app.store, &school, Platform::Apple, fleet, "FLEET")
+        .await
+        .unwrap();
+    create_profile(&app, "de.flotte.portal").await;
+    let mut last = String::new();
+    for round in 1..=100 {
+        if round > 1 {
+            // A new version each time, so each push replaces the one before.
+            let r = app
+                .api(reqwest::Method::PUT, "/api/v1/profiles/de.flotte.portal")
+                .json(&school_template(
+                    "de.flotte.portal",
+                    &format!("Portal {round}"),
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let (status, push) = app
+            .post_json(
+                "/api/v1/pushes",
+                &json!({ "profile": "de.flotte.portal", "scope": { "kind": "all" } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{push}");
+        last = push["id"].as_str().unwrap().to_owned();
+        wait_queued(&app, &last, 300).await;
+    }
+    // Every earlier push ends superseded; the last one waits for its devices.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, pushes) = app.get_json("/api/v1/pushes").await;
+        let open: Vec<&Value> = pushes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["id"] != last.as_str() && p["status"] != "completed")
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} earlier pushes still open, the first: {}",
+            open.len(),
+            open[0]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, pushes) = app.get_json("/api/v1/pushes").await;
+    let earlier = pushes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] != last.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(earlier["counts"]["superseded"], fleet, "{earlier}");
+
+    app.store
+        .enqueue_job(
+            &flotte_core::jobs::PruneTables {
+                requested_by: "hygiene".into(),
+            },
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let rows = loop {
+        let rows = app.store.queue_table_rows().await.unwrap();
+        if rows["commands"] <= fleet as i64 && rows["pushes"] <= 1 {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pruning did not bound the queue tables: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        rows["commands"], fleet as i64,
+        "one pending command per device: {rows:?}"
+    );
+    assert_eq!(rows["push_targets"], fleet as i64, "{rows:?}");
+    assert_eq!(rows["device_profile_state"], fleet as i64, "{rows:?}");
+    // Jobs: the ones still to run (the next progress tick, the next prune) and the ones
+    // finished since the prune started.
+    assert!(rows["jobs"] < fleet as i64, "{rows:?}");
+    let sent = commands_per_device(&app.store, &last).await.unwrap();
+    assert_eq!(sent.len(), fleet);
+}

@@ -74,7 +74,7 @@ impl TestEnv {
         };
         s.worker.heartbeat_secs = 1;
         s.worker.orphan_after_secs = 3;
-        s.worker.poll_interval_ms = 50;
+        s.worker.poll_interval_ms = 100;
         s.http.shutdown_grace_secs = 1;
         s
     }
@@ -120,6 +120,7 @@ impl TestApp {
     }
 
     pub async fn spawn_roles(env: &TestEnv, settings: Settings, serve: bool, work: bool) -> Self {
+        init_test_logs();
         let runtime = Runtime::start(settings.clone())
             .await
             .expect("flotte starts");
@@ -375,5 +376,16 @@ impl TestApp {
             chrono::Utc::now(),
         )
         .expect("the app's CA")
+    }
+}
+
+/// With `FLOTTE_TEST_LOG` set (an `EnvFilter`, e.g. `warn` or `flotte_worker=debug`), the
+/// apps a test spawns log to the test's output: the way to see why a test waits in vain.
+fn init_test_logs() {
+    if let Ok(filter) = std::env::var("FLOTTE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }

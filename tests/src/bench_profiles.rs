@@ -12,8 +12,10 @@ use crate::benchmarks::Figure;
 use chrono::Utc;
 use flotte_core::device::Platform;
 use flotte_storage::Store;
-use flotte_storage::entity::{device, enrollment};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, Statement};
+use flotte_storage::entity::{command, device, enrollment};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -685,6 +687,28 @@ async fn push_figures(
             ),
         ));
     }
+    // The baseline: the same number of command rows written in one transaction, with no
+    // planning, rendering, signing, targets or wake-ups. Measured after the push, on the same
+    // database, so that the ratio says what the fan-out costs over the bare inserts.
+    let ids = device_ids(&app.store, n).await?;
+    let payload = one_payload_of(&app.store, &push_id).await?;
+    let baseline = Instant::now();
+    bare_command_inserts(&app.store, &ids, &payload).await?;
+    let baseline = baseline.elapsed();
+    out.push(Figure::new(
+        label("baseline: the same command rows inserted bare"),
+        baseline.as_secs_f64(),
+        "s",
+        format!(
+            "the push took {:.1}× as long until queued",
+            queued.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
+        ),
+    ));
+    command::Entity::delete_many()
+        .filter(command::Column::CreatedBy.eq("baseline"))
+        .exec(app.store.connection())
+        .await?;
+
     // Prune with zero retention: what stays is what the queues need.
     app.store
         .enqueue_job(
@@ -712,6 +736,65 @@ async fn push_figures(
         summary,
     ));
     app.stop().await;
+    Ok(())
+}
+
+/// Up to `n` device ids of the app.
+async fn device_ids(store: &Store, n: usize) -> anyhow::Result<Vec<String>> {
+    use sea_orm::QuerySelect;
+    let ids: Vec<String> = device::Entity::find()
+        .select_only()
+        .column(device::Column::Id)
+        .limit(n as u64)
+        .into_tuple()
+        .all(store.connection())
+        .await?;
+    Ok(ids)
+}
+
+/// The payload of one of a push's commands (the baseline writes rows of the same size).
+async fn one_payload_of(store: &Store, push_id: &str) -> anyhow::Result<String> {
+    use sea_orm::QuerySelect;
+    let payload: Option<String> = command::Entity::find()
+        .select_only()
+        .column(command::Column::Payload)
+        .filter(command::Column::PushId.eq(push_id))
+        .limit(1)
+        .into_tuple()
+        .one(store.connection())
+        .await?;
+    Ok(payload.unwrap_or_default())
+}
+
+/// One command row per device, in one transaction, as plainly as sea-orm writes them.
+async fn bare_command_inserts(store: &Store, ids: &[String], payload: &str) -> anyhow::Result<()> {
+    use sea_orm::TransactionTrait;
+    let now = Utc::now();
+    let txn = store.connection().begin().await?;
+    let rows: Vec<command::ActiveModel> = ids
+        .iter()
+        .map(|device_id| command::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string().to_uppercase()),
+            device_id: Set(device_id.clone()),
+            request_type: Set("InstallProfile".into()),
+            payload: Set(payload.to_owned()),
+            status: Set("cancelled".into()),
+            created_by: Set("baseline".into()),
+            push_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            sent_at: Set(None),
+            finished_at: Set(Some(now)),
+            result: Set(None),
+            error: Set(None),
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        command::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 pub mod apns;
 mod jobs;
 mod runtime;
+mod watchdog;
 
 pub use jobs::perform_directory_sync;
 pub use jobs::{ProfileKit, refresh_crl};

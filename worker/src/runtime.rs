@@ -75,6 +75,10 @@ pub async fn run(
     let heartbeat = Duration::from_secs(w.heartbeat_secs.max(1));
     let missed = (w.orphan_after_secs / w.heartbeat_secs.max(1)).max(1) as usize;
     let grace = Duration::from_secs(deps.settings.http.shutdown_grace_secs);
+    // apalis 1.0's SQL backends fetch again after an empty fetch only when something wakes
+    // the worker; on their own that is the heartbeat timer, and a heartbeat that falls due
+    // while a fetch is running is lost, parking the worker for good. The interval wakes it.
+    let poll = Duration::from_millis(w.poll_interval_ms.max(10));
 
     let scheduler = tokio::spawn(schedule_periodic(deps.clone()));
     let directory_schedule = tokio::spawn(jobs::schedule_directory_sync(deps.clone()));
@@ -84,7 +88,17 @@ pub async fn run(
         shutdown.await;
         Ok(())
     };
-    let monitor = Monitor::new().shutdown_timeout(grace);
+    // A worker whose heartbeat or fetch fails (a database briefly unreachable, SQLite busy
+    // past its time-out) ends; without a restart its queue would stop for good.
+    let watchdog = crate::watchdog::Watchdog::default();
+    let watching = tokio::spawn(watchdog.clone().run(heartbeat));
+    let monitor = Monitor::new()
+        .shutdown_timeout(grace)
+        .on_event(move |worker, event| watchdog.saw(worker, event))
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), %error, "job worker failed; restarting it");
+            true
+        });
     let result = match deps.store.job_pool() {
         JobPool::Sqlite(pool) => {
             let config = |queue: &str| {
@@ -94,23 +108,32 @@ pub async fn run(
                     .missed_heartbeats(missed)
             };
             let wake = apalis_sqlite::SqliteStorage::<WakeDevice>::new(&pool)
-                .with_config(config(WakeDevice::QUEUE));
+                .with_config(config(WakeDevice::QUEUE))
+                .poll_with_interval(poll);
             let prune = apalis_sqlite::SqliteStorage::<PruneTables>::new(&pool)
-                .with_config(config(PruneTables::QUEUE));
+                .with_config(config(PruneTables::QUEUE))
+                .poll_with_interval(poll);
             let sync = apalis_sqlite::SqliteStorage::<SyncDirectory>::new(&pool)
-                .with_config(config(SyncDirectory::QUEUE));
+                .with_config(config(SyncDirectory::QUEUE))
+                .poll_with_interval(poll);
             let batch = apalis_sqlite::SqliteStorage::<PushBatch>::new(&pool)
-                .with_config(config(PushBatch::QUEUE));
+                .with_config(config(PushBatch::QUEUE))
+                .poll_with_interval(poll);
             let progress = apalis_sqlite::SqliteStorage::<PushProgress>::new(&pool)
-                .with_config(config(PushProgress::QUEUE));
+                .with_config(config(PushProgress::QUEUE))
+                .poll_with_interval(poll);
             let reconcile = apalis_sqlite::SqliteStorage::<ReconcileDevice>::new(&pool)
-                .with_config(config(ReconcileDevice::QUEUE));
+                .with_config(config(ReconcileDevice::QUEUE))
+                .poll_with_interval(poll);
             let certificates = apalis_sqlite::SqliteStorage::<MaintainCertificates>::new(&pool)
-                .with_config(config(MaintainCertificates::QUEUE));
+                .with_config(config(MaintainCertificates::QUEUE))
+                .poll_with_interval(poll);
             let personalise = apalis_sqlite::SqliteStorage::<PersonaliseLoanDevice>::new(&pool)
-                .with_config(config(PersonaliseLoanDevice::QUEUE));
+                .with_config(config(PersonaliseLoanDevice::QUEUE))
+                .poll_with_interval(poll);
             let loan_check = apalis_sqlite::SqliteStorage::<MaintainLoans>::new(&pool)
-                .with_config(config(MaintainLoans::QUEUE));
+                .with_config(config(MaintainLoans::QUEUE))
+                .poll_with_interval(poll);
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
@@ -174,23 +197,32 @@ pub async fn run(
                     .missed_heartbeats(missed)
             };
             let wake = apalis_postgres::PostgresStorage::<WakeDevice>::new(&pool)
-                .with_config(config(WakeDevice::QUEUE));
+                .with_config(config(WakeDevice::QUEUE))
+                .poll_with_interval(poll);
             let prune = apalis_postgres::PostgresStorage::<PruneTables>::new(&pool)
-                .with_config(config(PruneTables::QUEUE));
+                .with_config(config(PruneTables::QUEUE))
+                .poll_with_interval(poll);
             let sync = apalis_postgres::PostgresStorage::<SyncDirectory>::new(&pool)
-                .with_config(config(SyncDirectory::QUEUE));
+                .with_config(config(SyncDirectory::QUEUE))
+                .poll_with_interval(poll);
             let batch = apalis_postgres::PostgresStorage::<PushBatch>::new(&pool)
-                .with_config(config(PushBatch::QUEUE));
+                .with_config(config(PushBatch::QUEUE))
+                .poll_with_interval(poll);
             let progress = apalis_postgres::PostgresStorage::<PushProgress>::new(&pool)
-                .with_config(config(PushProgress::QUEUE));
+                .with_config(config(PushProgress::QUEUE))
+                .poll_with_interval(poll);
             let reconcile = apalis_postgres::PostgresStorage::<ReconcileDevice>::new(&pool)
-                .with_config(config(ReconcileDevice::QUEUE));
+                .with_config(config(ReconcileDevice::QUEUE))
+                .poll_with_interval(poll);
             let certificates = apalis_postgres::PostgresStorage::<MaintainCertificates>::new(&pool)
-                .with_config(config(MaintainCertificates::QUEUE));
+                .with_config(config(MaintainCertificates::QUEUE))
+                .poll_with_interval(poll);
             let personalise = apalis_postgres::PostgresStorage::<PersonaliseLoanDevice>::new(&pool)
-                .with_config(config(PersonaliseLoanDevice::QUEUE));
+                .with_config(config(PersonaliseLoanDevice::QUEUE))
+                .poll_with_interval(poll);
             let loan_check = apalis_postgres::PostgresStorage::<MaintainLoans>::new(&pool)
-                .with_config(config(MaintainLoans::QUEUE));
+                .with_config(config(MaintainLoans::QUEUE))
+                .poll_with_interval(poll);
             monitor
                 .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
                 .register(job_worker!(
@@ -251,6 +283,7 @@ pub async fn run(
     directory_schedule.abort();
     certificate_schedule.abort();
     loan_schedule.abort();
+    watching.abort();
     result.map_err(|e| anyhow::anyhow!("worker monitor stopped: {e}"))
 }
 

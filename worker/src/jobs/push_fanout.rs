@@ -13,22 +13,40 @@ use flotte_core::jobs::{PushBatch, PushProgress};
 /// the same batch) queues nothing twice: `commit_push_batch` claims each device's target
 /// in the transaction that queues its commands.
 pub(crate) async fn push_batch(job: PushBatch, deps: Data<WorkerDeps>) -> Result<(), BoxDynError> {
+    // Devices whose records another writer changed while they were planned (a progress
+    // tick settling an answer, a reconciliation) are handed back as pending: plan those
+    // again from what is recorded now. A few rounds settle any realistic contention; past
+    // them the job fails and apalis retries it later.
+    for _ in 0..PLANNING_ROUNDS {
+        if !plan_and_queue(&job, &deps).await? {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "push {} batch {}: devices kept changing while planned",
+        job.push_id, job.batch
+    )
+    .into())
+}
+
+/// Rounds of planning a batch's raced devices again before the job gives up for now.
+const PLANNING_ROUNDS: usize = 5;
+
+/// One round: plan the batch's pending devices and queue their commands. True when some
+/// devices raced and are pending again.
+async fn plan_and_queue(job: &PushBatch, deps: &WorkerDeps) -> Result<bool, BoxDynError> {
     let now = deps.clock.now();
-    eprintln!("DBG {} b{} start", job.push_id, job.batch);
-    let Some(work) = deps.store.push_batch_work(&job, now).await? else {
-        return Ok(());
+    let Some(work) = deps.store.push_batch_work(job, now).await? else {
+        return Ok(false);
     };
     if work.devices.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
-    eprintln!("DBG {} b{} work", job.push_id, job.batch);
     deps.store
         .settle_profile_states(Some(&work.devices), now)
         .await?;
-    eprintln!("DBG {} b{} settled", job.push_id, job.batch);
     let facts = deps.store.device_profile_facts(&work.devices).await?;
-    eprintln!("DBG {} b{} facts", job.push_id, job.batch);
-    let mut planner = Planner::new(&deps).await?;
+    let mut planner = Planner::new(deps).await?;
     let (focus, ask_profile_list) = match work.action {
         PushAction::Sync => (Focus::All, true),
         PushAction::Install | PushAction::Remove => (Focus::One(work.identifier.clone()), false),
@@ -37,7 +55,6 @@ pub(crate) async fn push_batch(job: PushBatch, deps: Data<WorkerDeps>) -> Result
     for device in &facts {
         planned.push(planner.plan(device, &focus, ask_profile_list, now).await?);
     }
-    eprintln!("DBG {} b{} planned", job.push_id, job.batch);
     let outcome = deps
         .store
         .commit_push_batch(
@@ -54,7 +71,7 @@ pub(crate) async fn push_batch(job: PushBatch, deps: Data<WorkerDeps>) -> Result
         ?outcome,
         "push batch queued"
     );
-    Ok(())
+    Ok(!outcome.raced.is_empty())
 }
 
 /// One progress tick; enqueues the next one unless the push is over. Ticks come every
