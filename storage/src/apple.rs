@@ -16,7 +16,8 @@ use flotte_core::device::{Device, EnrollmentState, InstalledProfile, InventoryUp
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    TryIntoModel,
 };
 
 /// `last_seen_at` is kept to the minute: refreshing it on every poll would
@@ -56,6 +57,16 @@ pub struct IdentityBinding {
     pub enrollment_id: String,
     /// False once the enrolment ended (checked out, or replaced by a re-enrolment).
     pub active: bool,
+}
+
+/// Who an identity is bound to, and what an Idle poll from it would find; see
+/// [`Store::apple_poll_state`].
+#[derive(Debug, Clone)]
+pub struct PollState {
+    pub binding: IdentityBinding,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// A command is queued, sent and unanswered, or waiting after NotNow.
+    pub pending: bool,
 }
 
 /// The active APNs push certificate.
@@ -125,15 +136,11 @@ async fn binding_by_identity(
         udid: Option<String>,
     }
     let backend = conn.get_database_backend();
-    let placeholder = if backend == sea_orm::DbBackend::Sqlite {
-        "?"
-    } else {
-        "$1"
-    };
     let sql = format!(
         "SELECT e.id AS enrollment_id, e.ended_at, d.id AS device_id, d.udid \
          FROM enrollments e JOIN devices d ON d.id = e.device_id \
-         WHERE e.identity_sha256 = {placeholder}"
+         WHERE e.identity_sha256 = {}",
+        placeholder(backend, 1)
     );
     let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
         sea_orm::Statement::from_sql_and_values(backend, sql, [sha256.into()]),
@@ -381,6 +388,18 @@ impl Store {
         }))
     }
 
+    /// The active push certificate's topic, without opening its key.
+    pub async fn apple_push_topic(&self) -> Result<Option<String>, CoreError> {
+        push_certificate::Entity::find()
+            .select_only()
+            .column(push_certificate::Column::Topic)
+            .filter(push_certificate::Column::Active.eq(true))
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await
+            .map_err(CoreError::storage)
+    }
+
     /// Which device and enrolment an identity certificate is bound to.
     pub async fn apple_identity_binding(
         &self,
@@ -416,11 +435,24 @@ impl Store {
             return Err(CoreError::Forbidden("the identity has been revoked".into()));
         }
 
-        let by_udid = device::Entity::find()
-            .filter(device::Column::Udid.eq(&facts.udid))
-            .one(&txn)
+        // Both ways of finding the device in one query; the UDID wins over the serial number.
+        let mut which = Condition::any().add(device::Column::Udid.eq(&facts.udid));
+        if let Some(serial) = &facts.inventory.serial_number {
+            which = which.add(
+                Condition::all()
+                    .add(device::Column::SerialNumber.eq(serial))
+                    .add(device::Column::Platform.eq(Platform::Apple.as_str())),
+            );
+        }
+        let mut found = device::Entity::find()
+            .filter(which)
+            .all(&txn)
             .await
             .map_err(CoreError::storage)?;
+        let by_udid = found
+            .iter()
+            .position(|d| d.udid.as_deref() == Some(facts.udid.as_str()))
+            .map(|i| found.swap_remove(i));
         if let Some(bound) = &cert.device_id
             && by_udid.as_ref().is_none_or(|d| &d.id != bound)
         {
@@ -429,17 +461,11 @@ impl Store {
                 facts.udid
             )));
         }
-        let by_serial = match (&by_udid, &facts.inventory.serial_number) {
-            (None, Some(serial)) => device::Entity::find()
-                .filter(device::Column::SerialNumber.eq(serial))
-                .filter(device::Column::Platform.eq(Platform::Apple.as_str()))
-                .one(&txn)
-                .await
-                .map_err(CoreError::storage)?,
-            _ => None,
-        };
-        let device = match by_udid.or(by_serial) {
+        let existing = by_udid.or_else(|| found.pop());
+        let is_new = existing.is_none();
+        let device = match existing {
             Some(existing) => {
+                let id = existing.id.clone();
                 let mut active = existing.into_active_model();
                 active.udid = Set(Some(facts.udid.clone()));
                 apply_inventory(&mut active, &facts.inventory);
@@ -448,7 +474,15 @@ impl Store {
                 }
                 active.last_seen_at = Set(Some(now));
                 active.updated_at = Set(now);
-                active.update(&txn).await.map_err(db_err("device"))?
+                // update_many writes the changed columns and, unlike ActiveModel::update on
+                // SQLite, does not read the row back: we already know it.
+                device::Entity::update_many()
+                    .set(active.clone())
+                    .filter(device::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await
+                    .map_err(db_err("device"))?;
+                active.try_into_model().map_err(CoreError::storage)?
             }
             None => {
                 let mut active = device::ActiveModel {
@@ -477,40 +511,63 @@ impl Store {
                     supervised: Set(None),
                 };
                 apply_inventory(&mut active, &facts.inventory);
-                active.insert(&txn).await.map_err(db_err("device"))?
+                device::Entity::insert(active.clone())
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(db_err("device"))?;
+                active.try_into_model().map_err(CoreError::storage)?
             }
         };
 
-        // End every other open enrolment of this device: the new identity replaces them.
-        enrollment::Entity::update_many()
-            .col_expr(
-                enrollment::Column::EndedAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(enrollment::Column::DeviceId.eq(&device.id))
-            .filter(enrollment::Column::EndedAt.is_null())
-            .filter(
-                Condition::any()
-                    .add(enrollment::Column::IdentitySha256.is_null())
-                    .add(enrollment::Column::IdentitySha256.ne(identity_sha256)),
-            )
-            .exec(&txn)
-            .await
-            .map_err(CoreError::storage)?;
-        let same_identity = enrollment::Entity::find()
-            .filter(enrollment::Column::IdentitySha256.eq(identity_sha256))
-            .one(&txn)
-            .await
-            .map_err(CoreError::storage)?;
+        if !is_new {
+            // End every other open enrolment of this device: the new identity replaces them.
+            // (A device created just now has none.)
+            enrollment::Entity::update_many()
+                .col_expr(
+                    enrollment::Column::EndedAt,
+                    sea_orm::sea_query::Expr::value(now),
+                )
+                .filter(enrollment::Column::DeviceId.eq(&device.id))
+                .filter(enrollment::Column::EndedAt.is_null())
+                .filter(
+                    Condition::any()
+                        .add(enrollment::Column::IdentitySha256.is_null())
+                        .add(enrollment::Column::IdentitySha256.ne(identity_sha256)),
+                )
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
+        // Enrolments are only made here, after binding the certificate to its device; a
+        // certificate bound to no device (never, or its device was deleted, which deletes the
+        // enrolments with it) has none to reopen. The unique key on identity_sha256 would
+        // refuse a second one.
+        let same_identity = match &cert.device_id {
+            Some(_) => enrollment::Entity::find()
+                .filter(enrollment::Column::IdentitySha256.eq(identity_sha256))
+                .one(&txn)
+                .await
+                .map_err(CoreError::storage)?,
+            None => None,
+        };
         match same_identity {
             Some(e) => {
-                let mut active = e.into_active_model();
-                active.ended_at = Set(None);
-                active.push_topic = Set(Some(facts.topic.clone()));
-                active.update(&txn).await.map_err(CoreError::storage)?;
+                enrollment::Entity::update_many()
+                    .col_expr(
+                        enrollment::Column::EndedAt,
+                        sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .col_expr(
+                        enrollment::Column::PushTopic,
+                        sea_orm::sea_query::Expr::value(facts.topic.clone()),
+                    )
+                    .filter(enrollment::Column::Id.eq(e.id))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
             }
             None => {
-                enrollment::ActiveModel {
+                enrollment::Entity::insert(enrollment::ActiveModel {
                     id: Set(uuid::Uuid::new_v4().to_string()),
                     device_id: Set(device.id.clone()),
                     platform: Set(Platform::Apple.as_str().to_owned()),
@@ -525,27 +582,37 @@ impl Store {
                     bootstrap_token: Set(None),
                     started_at: Set(now),
                     ended_at: Set(None),
-                }
-                .insert(&txn)
+                })
+                .exec_without_returning(&txn)
                 .await
                 .map_err(db_err("enrolment"))?;
             }
         }
-        let mut cert_active = cert.into_active_model();
-        cert_active.device_id = Set(Some(device.id.clone()));
-        cert_active.update(&txn).await.map_err(CoreError::storage)?;
+        if cert.device_id.as_deref() != Some(device.id.as_str()) {
+            certificate::Entity::update_many()
+                .col_expr(
+                    certificate::Column::DeviceId,
+                    sea_orm::sea_query::Expr::value(device.id.clone()),
+                )
+                .filter(certificate::Column::Id.eq(&cert.id))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
 
-        // Commands handed to the old enrolment were never answered: offer them again.
-        command::Entity::update_many()
-            .col_expr(
-                command::Column::Status,
-                sea_orm::sea_query::Expr::value(CommandStatus::Queued.as_str()),
-            )
-            .filter(command::Column::DeviceId.eq(&device.id))
-            .filter(command::Column::Status.eq(CommandStatus::Sent.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(CoreError::storage)?;
+        if !is_new {
+            // Commands handed to the old enrolment were never answered: offer them again.
+            command::Entity::update_many()
+                .col_expr(
+                    command::Column::Status,
+                    sea_orm::sea_query::Expr::value(CommandStatus::Queued.as_str()),
+                )
+                .filter(command::Column::DeviceId.eq(&device.id))
+                .filter(command::Column::Status.eq(CommandStatus::Sent.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
+        }
         audit::record(
             &txn,
             &AuditEntry::new(
@@ -562,6 +629,8 @@ impl Store {
     }
 
     /// TokenUpdate: store the push triple (UnlockToken sealed) and mark the device enrolled.
+    /// Devices repeat TokenUpdate with the same values (after a restart, an OS update); that
+    /// changes nothing but `last_seen_at`, which is written only when it is stale.
     pub async fn apple_token_update(
         &self,
         binding: &IdentityBinding,
@@ -571,42 +640,91 @@ impl Store {
         unlock_token: Option<&[u8]>,
         now: DateTime<Utc>,
     ) -> Result<(), CoreError> {
+        let unchanged = |t: &TokenState| {
+            unlock_token.is_none()
+                && t.push_token.as_deref() == Some(token_hex)
+                && t.push_magic.as_deref() == Some(push_magic)
+                && t.push_topic.as_deref() == Some(topic)
+                && t.token_invalid_at.is_none()
+                && t.enrollment_state == EnrollmentState::Enrolled.as_str()
+        };
+        // Outside the write lock first: a repeated TokenUpdate usually needs no write at all.
+        if let Some(t) = token_state(&self.db, &binding.enrollment_id).await?
+            && t.ended_at.is_none()
+            && unchanged(&t)
+            && seen_recently(t.last_seen_at, now)
+        {
+            return Ok(());
+        }
         let unlock_sealed = match unlock_token {
             Some(t) => Some(self.sealer()?.seal(t)?),
             None => None,
         };
         let txn = self.write().await?;
-        let e = enrollment::Entity::find_by_id(&binding.enrollment_id)
-            .one(&txn)
-            .await
-            .map_err(CoreError::storage)?
-            .filter(|e| e.ended_at.is_none())
+        let t = token_state(&txn, &binding.enrollment_id)
+            .await?
+            .filter(|t| t.ended_at.is_none())
             .ok_or_else(|| {
                 CoreError::Conflict("the enrolment this identity belongs to has ended".into())
             })?;
-        let first = e.push_token.is_none();
-        let mut active = e.into_active_model();
-        active.push_token = Set(Some(token_hex.to_owned()));
-        active.push_magic = Set(Some(push_magic.to_owned()));
-        active.push_topic = Set(Some(topic.to_owned()));
-        if unlock_sealed.is_some() {
-            active.unlock_token = Set(unlock_sealed);
+        if unchanged(&t) {
+            if !seen_recently(t.last_seen_at, now) {
+                touch_last_seen(&txn, &binding.device_id, now).await?;
+            }
+            return commit(txn).await;
         }
-        active.token_invalid_at = Set(None);
-        active.update(&txn).await.map_err(CoreError::storage)?;
-        let d = device::Entity::find_by_id(&binding.device_id)
-            .one(&txn)
+        let first = t.push_token.is_none();
+        let mut update = enrollment::Entity::update_many()
+            .col_expr(
+                enrollment::Column::PushToken,
+                sea_orm::sea_query::Expr::value(token_hex),
+            )
+            .col_expr(
+                enrollment::Column::PushMagic,
+                sea_orm::sea_query::Expr::value(push_magic),
+            )
+            .col_expr(
+                enrollment::Column::PushTopic,
+                sea_orm::sea_query::Expr::value(topic),
+            )
+            .col_expr(
+                enrollment::Column::TokenInvalidAt,
+                sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
+            );
+        if let Some(sealed) = unlock_sealed {
+            update = update.col_expr(
+                enrollment::Column::UnlockToken,
+                sea_orm::sea_query::Expr::value(sealed),
+            );
+        }
+        update
+            .filter(enrollment::Column::Id.eq(&binding.enrollment_id))
+            .exec(&txn)
             .await
-            .map_err(CoreError::storage)?
-            .ok_or_else(|| CoreError::NotFound(format!("device {}", binding.device_id)))?;
-        let mut dev = d.into_active_model();
-        dev.enrollment_state = Set(EnrollmentState::Enrolled.as_str().to_owned());
+            .map_err(CoreError::storage)?;
+        let mut dev = device::Entity::update_many()
+            .col_expr(
+                device::Column::EnrollmentState,
+                sea_orm::sea_query::Expr::value(EnrollmentState::Enrolled.as_str()),
+            )
+            .col_expr(
+                device::Column::LastSeenAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .col_expr(
+                device::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(now),
+            );
         if first {
-            dev.enrolled_at = Set(Some(now));
+            dev = dev.col_expr(
+                device::Column::EnrolledAt,
+                sea_orm::sea_query::Expr::value(now),
+            );
         }
-        dev.last_seen_at = Set(Some(now));
-        dev.updated_at = Set(now);
-        dev.update(&txn).await.map_err(CoreError::storage)?;
+        dev.filter(device::Column::Id.eq(&binding.device_id))
+            .exec(&txn)
+            .await
+            .map_err(CoreError::storage)?;
         audit::record(
             &txn,
             &AuditEntry::new(
@@ -709,26 +827,86 @@ impl Store {
         }
     }
 
+    /// What the connect endpoint needs before it answers: who the identity is bound to, and
+    /// whether an Idle poll could change anything. One query, because every poll of every
+    /// device asks it.
+    pub async fn apple_poll_state(&self, sha256: &str) -> Result<Option<PollState>, CoreError> {
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            enrollment_id: String,
+            ended_at: Option<DateTime<Utc>>,
+            device_id: String,
+            udid: Option<String>,
+            last_seen_at: Option<DateTime<Utc>>,
+            pending: bool,
+        }
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT e.id AS enrollment_id, e.ended_at, d.id AS device_id, d.udid, \
+             d.last_seen_at, EXISTS (SELECT 1 FROM commands c WHERE c.device_id = d.id \
+             AND c.status IN ({})) AS pending \
+             FROM enrollments e JOIN devices d ON d.id = e.device_id \
+             WHERE e.identity_sha256 = {}",
+            pending_states(),
+            placeholder(backend, 1)
+        );
+        let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
+            sea_orm::Statement::from_sql_and_values(backend, sql, [sha256.into()]),
+        )
+        .one(&self.db)
+        .await
+        .map_err(CoreError::storage)?;
+        Ok(row.map(|r| PollState {
+            binding: IdentityBinding {
+                device_id: r.device_id,
+                udid: r.udid,
+                enrollment_id: r.enrollment_id,
+                active: r.ended_at.is_none(),
+            },
+            last_seen_at: r.last_seen_at,
+            pending: r.pending,
+        }))
+    }
+
     /// One turn of the command loop: record the device's answer (refusing an
     /// answer to a command never sent to this device), update the inventory,
     /// and hand out the next command, all in one transaction.
     /// A NotNow answer schedules a wake-up at `not_now_wake_at`: Apple's device
     /// only retries by itself if NotNow was the last thing it said, which later
     /// commands in the same session may have changed.
+    /// `poll` is what [`apple_poll_state`](Self::apple_poll_state) just read for the device:
+    /// an Idle poll with nothing pending from a device seen within the last minute changes
+    /// nothing and is answered without touching the database again; otherwise `last_seen_at`
+    /// is written only when stale or when the report carries inventory.
     pub async fn apple_report(
         &self,
-        device_id: &str,
+        poll: &PollState,
         report: &Report,
         not_now_wake_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<NextCommand>, CoreError> {
-        if report.answered.is_none()
-            && report.inventory.is_none()
-            && report.profiles.is_none()
-            && self.idle_needs_no_write(device_id, now).await?
-        {
+        if is_plain_idle(report) && !poll.pending && seen_recently(poll.last_seen_at, now) {
             return Ok(None);
         }
+        self.report_in_txn(
+            &poll.binding.device_id,
+            report,
+            poll.last_seen_at,
+            not_now_wake_at,
+            now,
+        )
+        .await
+    }
+
+    /// `last_seen`: the device's `last_seen_at` when the caller read it.
+    async fn report_in_txn(
+        &self,
+        device_id: &str,
+        report: &Report,
+        last_seen: Option<DateTime<Utc>>,
+        not_now_wake_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<NextCommand>, CoreError> {
         let txn = self.write().await?;
         let mut idle = true;
         if let Some((command_id, verdict)) = &report.answered {
@@ -749,15 +927,35 @@ impl Store {
                     "command {command_id} is {status}: it was not sent to this device or is already answered"
                 ))
             })?;
-            let mut active = row.into_active_model();
-            active.status = Set(next_status.as_str().to_owned());
-            active.updated_at = Set(now);
+            let mut update = command::Entity::update_many()
+                .col_expr(
+                    command::Column::Status,
+                    sea_orm::sea_query::Expr::value(next_status.as_str()),
+                )
+                .col_expr(
+                    command::Column::UpdatedAt,
+                    sea_orm::sea_query::Expr::value(now),
+                );
             if next_status.is_final() {
-                active.finished_at = Set(Some(now));
-                active.result = Set(Some(report.raw.clone()));
-                active.error = Set(report.error.clone());
+                update = update
+                    .col_expr(
+                        command::Column::FinishedAt,
+                        sea_orm::sea_query::Expr::value(now),
+                    )
+                    .col_expr(
+                        command::Column::Result,
+                        sea_orm::sea_query::Expr::value(report.raw.clone()),
+                    )
+                    .col_expr(
+                        command::Column::Error,
+                        sea_orm::sea_query::Expr::value(report.error.clone()),
+                    );
             }
-            active.update(&txn).await.map_err(CoreError::storage)?;
+            update
+                .filter(command::Column::Id.eq(command_id))
+                .exec(&txn)
+                .await
+                .map_err(CoreError::storage)?;
             if next_status == CommandStatus::NotNow {
                 crate::jobs::enqueue(
                     &txn,
@@ -773,24 +971,36 @@ impl Store {
         if let Some(profiles) = &report.profiles {
             replace_installed_profiles(&txn, device_id, profiles, now).await?;
         }
-        let d = device::Entity::find_by_id(device_id)
-            .one(&txn)
-            .await
-            .map_err(CoreError::storage)?
-            .ok_or_else(|| CoreError::NotFound(format!("device {device_id}")))?;
-        let mut dev = d.into_active_model();
+        let stale = !seen_recently(last_seen, now);
         if let Some(inv) = &report.inventory {
+            let mut dev = <device::ActiveModel as ActiveModelTrait>::default();
+            dev.last_seen_at = Set(Some(now));
+            dev.updated_at = Set(now);
             apply_inventory(&mut dev, inv);
+            let updated = device::Entity::update_many()
+                .set(dev)
+                .filter(device::Column::Id.eq(device_id))
+                .exec(&txn)
+                .await
+                .map_err(db_err("device"))?;
+            if updated.rows_affected != 1 {
+                return Err(CoreError::NotFound(format!("device {device_id}")));
+            }
+        } else if stale {
+            touch_last_seen(&txn, device_id, now).await?;
         }
-        dev.last_seen_at = Set(Some(now));
-        dev.updated_at = Set(now);
-        dev.update(&txn).await.map_err(db_err("device"))?;
 
         let mut offerable = vec![CommandStatus::Queued.as_str(), CommandStatus::Sent.as_str()];
         if idle {
             offerable.push(CommandStatus::NotNow.as_str());
         }
         let mut next = command::Entity::find()
+            .select_only()
+            .columns([
+                command::Column::Id,
+                command::Column::RequestType,
+                command::Column::Payload,
+            ])
             .filter(command::Column::DeviceId.eq(device_id))
             .filter(command::Column::Status.is_in(offerable))
             .order_by_asc(command::Column::CreatedAt)
@@ -798,71 +1008,40 @@ impl Store {
         if let Some((answered, _)) = &report.answered {
             next = next.filter(command::Column::Id.ne(answered.clone()));
         }
-        let next = next.one(&txn).await.map_err(CoreError::storage)?;
+        let next = next
+            .into_tuple::<(String, String, String)>()
+            .one(&txn)
+            .await
+            .map_err(CoreError::storage)?;
         let out = match next {
-            Some(row) => {
-                let out = NextCommand {
-                    id: row.id.clone(),
-                    request_type: row.request_type.clone(),
-                    payload: row.payload.clone(),
-                };
-                let mut active = row.into_active_model();
-                active.status = Set(CommandStatus::Sent.as_str().to_owned());
-                active.sent_at = Set(Some(now));
-                active.updated_at = Set(now);
-                active.update(&txn).await.map_err(CoreError::storage)?;
-                Some(out)
+            Some((id, request_type, payload)) => {
+                command::Entity::update_many()
+                    .col_expr(
+                        command::Column::Status,
+                        sea_orm::sea_query::Expr::value(CommandStatus::Sent.as_str()),
+                    )
+                    .col_expr(
+                        command::Column::SentAt,
+                        sea_orm::sea_query::Expr::value(now),
+                    )
+                    .col_expr(
+                        command::Column::UpdatedAt,
+                        sea_orm::sea_query::Expr::value(now),
+                    )
+                    .filter(command::Column::Id.eq(&id))
+                    .exec(&txn)
+                    .await
+                    .map_err(CoreError::storage)?;
+                Some(NextCommand {
+                    id,
+                    request_type,
+                    payload,
+                })
             }
             None => None,
         };
         commit(txn).await?;
         Ok(out)
-    }
-
-    /// An Idle poll with nothing queued, from a device seen within the last
-    /// minute, changes nothing: answer it from two reads instead of taking the
-    /// write lock. Most polls of a quiet fleet are exactly this.
-    async fn idle_needs_no_write(
-        &self,
-        device_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, CoreError> {
-        #[derive(sea_orm::FromQueryResult)]
-        struct Row {
-            last_seen_at: Option<DateTime<Utc>>,
-            pending: i64,
-        }
-        let backend = self.db.get_database_backend();
-        let placeholder = if backend == sea_orm::DbBackend::Sqlite {
-            "?"
-        } else {
-            "$1"
-        };
-        let pending_states = [
-            CommandStatus::Queued,
-            CommandStatus::Sent,
-            CommandStatus::NotNow,
-        ]
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
-        let sql = format!(
-            "SELECT d.last_seen_at, \
-             (SELECT COUNT(*) FROM commands c WHERE c.device_id = d.id \
-              AND c.status IN ({pending_states})) AS pending \
-             FROM devices d WHERE d.id = {placeholder}"
-        );
-        let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
-            sea_orm::Statement::from_sql_and_values(backend, sql, [device_id.into()]),
-        )
-        .one(&self.db)
-        .await
-        .map_err(CoreError::storage)?;
-        Ok(row.is_some_and(|r| {
-            r.pending == 0
-                && r.last_seen_at.is_some_and(|t| {
-                    now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS)
-                })
-        }))
     }
 
     /// What the device last reported as installed.
@@ -886,6 +1065,86 @@ impl Store {
             })
             .collect())
     }
+}
+
+fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    if backend == sea_orm::DbBackend::Sqlite {
+        "?".to_owned()
+    } else {
+        format!("${n}")
+    }
+}
+
+/// The statuses in which a command still waits for the device, as an SQL list.
+fn pending_states() -> String {
+    [
+        CommandStatus::Queued,
+        CommandStatus::Sent,
+        CommandStatus::NotNow,
+    ]
+    .map(|s| format!("'{}'", s.as_str()))
+    .join(", ")
+}
+
+fn seen_recently(last_seen_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last_seen_at.is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS))
+}
+
+/// Idle and nothing else: no answer to record, no inventory, no profile list.
+fn is_plain_idle(report: &Report) -> bool {
+    report.answered.is_none() && report.inventory.is_none() && report.profiles.is_none()
+}
+
+async fn touch_last_seen(
+    txn: &impl ConnectionTrait,
+    device_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CoreError> {
+    device::Entity::update_many()
+        .col_expr(
+            device::Column::LastSeenAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .col_expr(
+            device::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(device::Column::Id.eq(device_id))
+        .exec(txn)
+        .await
+        .map_err(CoreError::storage)?;
+    Ok(())
+}
+
+/// What a TokenUpdate compares against, from the enrolment and its device in one query.
+#[derive(sea_orm::FromQueryResult)]
+struct TokenState {
+    ended_at: Option<DateTime<Utc>>,
+    push_token: Option<String>,
+    push_magic: Option<String>,
+    push_topic: Option<String>,
+    token_invalid_at: Option<DateTime<Utc>>,
+    enrollment_state: String,
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
+async fn token_state(
+    conn: &impl ConnectionTrait,
+    enrollment_id: &str,
+) -> Result<Option<TokenState>, CoreError> {
+    let backend = conn.get_database_backend();
+    let sql = format!(
+        "SELECT e.ended_at, e.push_token, e.push_magic, e.push_topic, e.token_invalid_at, \
+         d.enrollment_state, d.last_seen_at \
+         FROM enrollments e JOIN devices d ON d.id = e.device_id WHERE e.id = {}",
+        placeholder(backend, 1)
+    );
+    <TokenState as sea_orm::FromQueryResult>::find_by_statement(
+        sea_orm::Statement::from_sql_and_values(backend, sql, [enrollment_id.into()]),
+    )
+    .one(conn)
+    .await
+    .map_err(CoreError::storage)
 }
 
 async fn set_state(
@@ -1010,5 +1269,176 @@ impl Store {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url)
+            .await
+            .unwrap()
+            .with_sealing_key(&[7; 32]);
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    async fn audit_rows(store: &Store) -> usize {
+        store.recent_audit(1000).await.unwrap().len()
+    }
+
+    async fn last_seen(store: &Store, device_id: &str) -> Option<DateTime<Utc>> {
+        device::Entity::find_by_id(device_id)
+            .one(&store.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at
+    }
+
+    fn idle() -> Report {
+        Report {
+            answered: None,
+            raw: String::new(),
+            error: None,
+            inventory: None,
+            profiles: None,
+        }
+    }
+
+    /// The writes this module skips are only skipped when nothing would change.
+    #[tokio::test]
+    async fn repeated_token_updates_and_idle_polls_write_only_what_changed() {
+        let (_dir, store) = store().await;
+        let t0 = Utc::now();
+        let actor = AuditEntry::new("test", "setup", "");
+        let school = store
+            .create_school("S1", "Schule", &actor, t0)
+            .await
+            .unwrap();
+        store
+            .record_issued_certificate(
+                &IssuedRecord {
+                    kind: APPLE_IDENTITY.into(),
+                    serial_hex: "01".into(),
+                    sha256: "ab".repeat(32),
+                    subject: "ipad".into(),
+                    not_before: t0,
+                    not_after: t0 + chrono::Duration::days(30),
+                    school_id: Some(school.id.clone()),
+                    person_id: None,
+                    device_id: None,
+                },
+                &actor,
+                t0,
+            )
+            .await
+            .unwrap();
+        let facts = AuthenticateFacts {
+            udid: "UDID-1".into(),
+            topic: "com.apple.mgmt.test".into(),
+            inventory: InventoryUpdate {
+                serial_number: Some("SER1".into()),
+                ..InventoryUpdate::default()
+            },
+        };
+        let identity = "ab".repeat(32);
+        let device = store
+            .apple_authenticate(&facts, &identity, t0 + chrono::Duration::days(30), t0)
+            .await
+            .unwrap();
+        assert_eq!(device.udid.as_deref(), Some("UDID-1"));
+        assert_eq!(device.serial_number.as_deref(), Some("SER1"));
+        assert_eq!(device.school_id.as_deref(), Some(school.id.as_str()));
+        let poll = store.apple_poll_state(&identity).await.unwrap().unwrap();
+        assert!(poll.binding.active);
+        assert!(!poll.pending);
+        let binding = poll.binding;
+
+        let update = |token: &'static str, at| {
+            let store = store.clone();
+            let binding = binding.clone();
+            async move {
+                store
+                    .apple_token_update(&binding, token, "magic", "com.apple.mgmt.test", None, at)
+                    .await
+                    .unwrap()
+            }
+        };
+        update("aa01", t0).await;
+        let rows = audit_rows(&store).await;
+        // The same token a few seconds later: nothing to write, not even last_seen.
+        update("aa01", t0 + chrono::Duration::seconds(5)).await;
+        assert_eq!(audit_rows(&store).await, rows);
+        assert_eq!(last_seen(&store, &binding.device_id).await, Some(t0));
+        // Minutes later: only last_seen.
+        let later = t0 + chrono::Duration::minutes(5);
+        update("aa01", later).await;
+        assert_eq!(audit_rows(&store).await, rows);
+        assert_eq!(last_seen(&store, &binding.device_id).await, Some(later));
+        // A new token is a change, with its audit row.
+        update("bb02", later).await;
+        assert_eq!(audit_rows(&store).await, rows + 1);
+        let e = enrollment::Entity::find_by_id(&binding.enrollment_id)
+            .one(&store.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.push_token.as_deref(), Some("bb02"));
+
+        // Idle polls: nothing written while the device was seen within the minute.
+        let wake = later + chrono::Duration::minutes(1);
+        let poll = store.apple_poll_state(&identity).await.unwrap().unwrap();
+        let soon = later + chrono::Duration::seconds(30);
+        assert!(
+            store
+                .apple_report(&poll, &idle(), wake, soon)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(last_seen(&store, &binding.device_id).await, Some(later));
+        let stale = later + chrono::Duration::minutes(2);
+        assert!(
+            store
+                .apple_report(&poll, &idle(), wake, stale)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(last_seen(&store, &binding.device_id).await, Some(stale));
+
+        // A queued command makes the poll pending and is handed out.
+        let cmd = store
+            .queue_command(
+                "UDID-1",
+                crate::NewCommand {
+                    request_type: "SecurityInfo".into(),
+                    payload: serde_json::json!({ "request_type": "SecurityInfo" }),
+                },
+                &flotte_core::auth::SchoolScope::All,
+                &actor,
+                3600,
+                stale,
+            )
+            .await
+            .unwrap();
+        let poll = store.apple_poll_state(&identity).await.unwrap().unwrap();
+        assert!(poll.pending);
+        let next = store
+            .apple_report(&poll, &idle(), wake, stale)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.id, cmd.id);
+
+        // CheckOut ends the binding for the next poll.
+        store.apple_checkout(&poll.binding, stale).await.unwrap();
+        let poll = store.apple_poll_state(&identity).await.unwrap().unwrap();
+        assert!(!poll.binding.active);
     }
 }

@@ -6,16 +6,17 @@ use chrono::{DateTime, Utc};
 use flotte_core::CoreError;
 use flotte_core::audit::AuditEntry;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait,
-    QueryOrder, QuerySelect,
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, QuerySelect,
 };
 
+/// Without reading the row back: on SQLite sea-orm's `insert` follows every INSERT with a
+/// SELECT of the new row, and writers holding the write lock have no use for it.
 pub(crate) async fn record(
     conn: &impl ConnectionTrait,
     entry: &AuditEntry,
     now: DateTime<Utc>,
 ) -> Result<(), CoreError> {
-    audit_log::ActiveModel {
+    audit_log::Entity::insert(audit_log::ActiveModel {
         id: NotSet,
         at: Set(now),
         actor: Set(entry.actor.clone()),
@@ -23,8 +24,8 @@ pub(crate) async fn record(
         target: Set(entry.target.clone()),
         source: Set(entry.source.clone()),
         details: Set(entry.details.to_string()),
-    }
-    .insert(conn)
+    })
+    .exec_without_returning(conn)
     .await
     .map_err(CoreError::storage)?;
     Ok(())

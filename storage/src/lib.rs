@@ -26,8 +26,8 @@ mod windows;
 
 pub use accounts::{LocalAccount, NewSession, SessionRecord, StaffFacts, ThrottleLimit};
 pub use apple::{
-    APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PushCertificate,
-    Report, School,
+    APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PollState,
+    PushCertificate, Report, School,
 };
 pub use commands::{CommandRecord, NewCommand};
 pub use db::{Backend, JobPool, Store};

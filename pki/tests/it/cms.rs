@@ -1,8 +1,8 @@
 use base64::Engine as _;
 use chrono::{Datelike as _, Duration, TimeZone as _, Utc};
 use flotte_pki::{
-    ClientCertificateRequest, PkiError, open_attached, sign_attached, sign_detached,
-    verify_detached,
+    ClientCertificateRequest, DetachedSignature, PkiError, SignerKey, open_attached, sign_attached,
+    sign_detached, verify_detached,
 };
 
 use crate::{attime, now, openssl, other_ca, shared_ca, vector, write};
@@ -327,4 +327,190 @@ fn signing_with_a_key_that_is_not_the_certificates_is_refused() {
         sign_attached(b"x", &a.cert_pem, b.key_pem.as_deref().unwrap(), &[]),
         Err(PkiError::KeyMismatch(_))
     ));
+}
+
+/// A signature in the shape iPads send (SHA-1 or another digest, no signed attributes, BER
+/// streamed), made by the OpenSSL CLI so that it is not our own code agreeing with itself.
+fn device_style(body: &[u8], cert_pem: &str, key_pem: &str, md: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let body_path = write(dir.path(), "body", body);
+    let cert = write(dir.path(), "cert.pem", cert_pem);
+    let key = write(dir.path(), "key.pem", key_pem);
+    let out_path = dir.path().join("sig.der");
+    let out = openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-noattr",
+        "-md",
+        md,
+        "-stream",
+        "-outform",
+        "DER",
+        "-signer",
+        &cert,
+        "-inkey",
+        &key,
+        "-in",
+        &body_path,
+        "-out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.ok, "{}", out.text);
+    std::fs::read(out_path).unwrap()
+}
+
+#[test]
+fn a_signature_by_another_key_under_the_same_certificate_fails() {
+    let ca = shared_ca();
+    let a = ca
+        .issue_client_certificate(&ClientCertificateRequest::new("ipad-a", 365), now())
+        .unwrap();
+    let b = ca
+        .issue_client_certificate(&ClientCertificateRequest::new("ipad-b", 365), now())
+        .unwrap();
+    let body = b"<plist><dict><key>Status</key><string>Idle</string></dict></plist>";
+    let genuine = device_style(body, &a.cert_pem, a.key_pem.as_deref().unwrap(), "sha1");
+    verify_detached(body, &genuine).unwrap();
+
+    // PKCS#1 v1.5 is deterministic: the signature value in the CMS is exactly this, and can be
+    // swapped for B's signature over the same body while A's certificate stays embedded.
+    let sign = |key_pem: &str| {
+        let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha1(), &key).unwrap();
+        signer.sign_oneshot_to_vec(body).unwrap()
+    };
+    let by_a = sign(a.key_pem.as_deref().unwrap());
+    let by_b = sign(b.key_pem.as_deref().unwrap());
+    assert_eq!(by_a.len(), by_b.len());
+    let at = genuine
+        .windows(by_a.len())
+        .position(|w| w == by_a.as_slice())
+        .expect("signature value inside the CMS");
+    let mut forged = genuine.clone();
+    forged[at..at + by_b.len()].copy_from_slice(&by_b);
+    assert!(matches!(
+        verify_detached(body, &forged),
+        Err(PkiError::BadSignature(_))
+    ));
+
+    // The server's path: the key cached for A's certificate, and a key that is not A's.
+    let parsed = DetachedSignature::parse(&forged).unwrap();
+    assert_eq!(parsed.signer_der(), a.cert_der.as_slice());
+    let key_a = SignerKey::from_certificate(&a.cert_der).unwrap();
+    assert!(matches!(
+        parsed.verify(body, &key_a),
+        Err(PkiError::BadSignature(_))
+    ));
+    let parsed = DetachedSignature::parse(&genuine).unwrap();
+    parsed.verify(body, &key_a).unwrap();
+    let key_b = SignerKey::from_certificate(&b.cert_der).unwrap();
+    assert!(matches!(
+        parsed.verify(body, &key_b),
+        Err(PkiError::BadSignature(_))
+    ));
+    assert!(matches!(
+        parsed.verify(b"another body", &key_a),
+        Err(PkiError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn signed_attributes_bind_the_content_through_message_digest() {
+    let ca = shared_ca();
+    let device = ca
+        .issue_client_certificate(&ClientCertificateRequest::new("ipad-attrs", 365), now())
+        .unwrap();
+    let key = device.key_pem.as_deref().unwrap();
+    let body = b"checkin with attributes";
+    // sign_detached adds signed attributes (contentType, signingTime, messageDigest).
+    let signature = sign_detached(body, &device.cert_pem, key).unwrap();
+    let parsed = DetachedSignature::parse(&signature).unwrap();
+    let cached = SignerKey::from_certificate(&device.cert_der).unwrap();
+    parsed.verify(body, &cached).unwrap();
+    // The attributes are signed and still intact; only the content differs, so only the
+    // messageDigest comparison can refuse it.
+    assert!(matches!(
+        parsed.verify(b"checkin with attributeS", &cached),
+        Err(PkiError::BadSignature(_))
+    ));
+
+    // Changing the messageDigest attribute breaks the signature over the attributes.
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let at = signature
+        .windows(digest.len())
+        .position(|w| w == &digest[..])
+        .expect("messageDigest inside the CMS");
+    let mut tampered = signature.clone();
+    tampered[at] ^= 1;
+    assert!(matches!(
+        verify_detached(body, &tampered),
+        Err(PkiError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn digests_other_than_sha1_verify_and_uncommon_ones_still_go_through_openssl() {
+    let ca = shared_ca();
+    let device = ca
+        .issue_client_certificate(&ClientCertificateRequest::new("ipad-md", 365), now())
+        .unwrap();
+    let key = device.key_pem.as_deref().unwrap();
+    let body = b"body";
+    // sha224 is not read directly; OpenSSL's PKCS7_verify judges it, as before.
+    for md in ["sha1", "sha256", "sha384", "sha512", "sha224"] {
+        let signature = device_style(body, &device.cert_pem, key, md);
+        let signer = verify_detached(body, &signature).unwrap_or_else(|e| panic!("{md}: {e}"));
+        assert_eq!(signer.cert_der, device.cert_der);
+        assert!(
+            matches!(
+                verify_detached(b"bodY", &signature),
+                Err(PkiError::BadSignature(_))
+            ),
+            "{md}"
+        );
+        let parsed = DetachedSignature::parse(&signature).unwrap();
+        let other = ca
+            .issue_client_certificate(&ClientCertificateRequest::new("other", 365), now())
+            .unwrap();
+        assert!(matches!(
+            parsed.verify(body, &SignerKey::from_certificate(&other.cert_der).unwrap()),
+            Err(PkiError::BadSignature(_))
+        ));
+    }
+}
+
+#[test]
+fn every_truncation_and_flipped_signature_byte_of_the_real_vector_is_refused() {
+    let (body, signature) = real_vector();
+    for len in 0..signature.len() {
+        assert!(verify_detached(&body, &signature[..len]).is_err(), "{len}");
+    }
+    // The RSA-2048 signature value sits just before the three end-of-contents pairs that
+    // close SignedData, [0] and ContentInfo.
+    let end = signature.len() - 6;
+    assert_eq!(&signature[end..], &[0; 6]);
+    for at in end - 256..end {
+        let mut flipped = signature.clone();
+        flipped[at] ^= 0x40;
+        assert!(
+            matches!(
+                verify_detached(&body, &flipped),
+                Err(PkiError::BadSignature(_))
+            ),
+            "byte {at}"
+        );
+    }
+    // Elsewhere CMS has fields nobody signs (versions, the digest list, the embedded
+    // certificate's own signature, which the chain check judges): a flip there may be
+    // accepted, as by OpenSSL. What matters here is that hostile bytes never panic the reader.
+    for at in 0..end - 256 {
+        for bit in [0x01, 0x80] {
+            let mut flipped = signature.clone();
+            flipped[at] ^= bit;
+            let _ = verify_detached(&body, &flipped);
+        }
+    }
 }

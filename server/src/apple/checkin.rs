@@ -38,8 +38,8 @@ pub(crate) async fn handle(
                     "Authenticate without UDID (user enrolment is not supported)".into(),
                 )
             })?;
-            if let Some(push) = store.active_push_certificate().await?
-                && push.topic != a.topic
+            if let Some(topic) = store.apple_push_topic().await?
+                && topic != a.topic
             {
                 return Err(AppleError::Mismatch(format!(
                     "topic {} is not this server's push topic",
@@ -131,7 +131,20 @@ pub(crate) async fn bound(
         .store
         .apple_identity_binding(&identity.sha256)
         .await?
-        .ok_or_else(|| AppleError::Mismatch("this identity has not authenticated".into()))?;
+        .ok_or_else(not_authenticated)?;
+    check_binding(&binding, udid)?;
+    Ok(binding)
+}
+
+pub(crate) fn not_authenticated() -> AppleError {
+    AppleError::Mismatch("this identity has not authenticated".into())
+}
+
+/// The rules of [`bound`], for a binding the caller has already read.
+pub(crate) fn check_binding(
+    binding: &IdentityBinding,
+    udid: Option<&str>,
+) -> Result<(), AppleError> {
     let udid = udid.ok_or_else(|| AppleError::Malformed("message without UDID".into()))?;
     if binding.udid.as_deref() != Some(udid) {
         return Err(AppleError::Mismatch(format!(
@@ -143,7 +156,7 @@ pub(crate) async fn bound(
             "the enrolment of this identity has ended (checked out or re-enrolled)".into(),
         ));
     }
-    Ok(binding)
+    Ok(())
 }
 
 /// Declarative Device Management, until declarations exist: a well-formed,

@@ -2,7 +2,7 @@
 //! the next one (or an empty 200 when the queue is empty).
 
 use super::AppleError;
-use super::checkin::bound;
+use super::checkin::{check_binding, not_authenticated};
 use super::identity::identify;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -33,12 +33,18 @@ pub(crate) async fn handle(
     )?;
     let report =
         flotte_apple::parse_report(&body).map_err(|e| AppleError::Malformed(e.to_string()))?;
-    let binding = bound(&state, &identity, report.udid.as_deref()).await?;
+    let poll = state
+        .store
+        .apple_poll_state(&identity.sha256)
+        .await?
+        .ok_or_else(not_authenticated)?;
+    check_binding(&poll.binding, report.udid.as_deref())?;
+    let binding = &poll.binding;
     let stored = to_storage_report(&report, &body)?;
     let next = state
         .store
         .apple_report(
-            &binding.device_id,
+            &poll,
             &stored,
             state.clock.now()
                 + chrono::Duration::seconds(state.settings.apple.not_now_retry_secs as i64),
@@ -134,8 +140,13 @@ fn to_storage_report(report: &CommandReport, body: &[u8]) -> Result<Report, Appl
         None => None,
     };
     Ok(Report {
+        // Kept only as a command's result; an Idle poll answers nothing.
+        raw: if answered.is_some() {
+            String::from_utf8_lossy(body).into_owned()
+        } else {
+            String::new()
+        },
         answered,
-        raw: String::from_utf8_lossy(body).into_owned(),
         error,
         inventory,
         profiles,

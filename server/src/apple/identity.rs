@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub(crate) struct DeviceIdentity {
     pub sha256: String,
@@ -21,7 +22,8 @@ pub(crate) fn identify(
     peer: SocketAddr,
     body: &[u8],
 ) -> Result<DeviceIdentity, AppleError> {
-    let cert = if let Some(sig) = headers.get("mdm-signature") {
+    let now = state.clock.now();
+    if let Some(sig) = headers.get("mdm-signature") {
         let sig = base64::engine::general_purpose::STANDARD
             .decode(
                 sig.as_bytes()
@@ -31,10 +33,9 @@ pub(crate) fn identify(
                     .collect::<Vec<_>>(),
             )
             .map_err(|_| AppleError::Identity("Mdm-Signature is not base64".into()))?;
-        flotte_pki::verify_detached(body, &sig)
-            .map_err(|e| AppleError::Identity(format!("Mdm-Signature does not verify: {e}")))?
-            .cert_der
-    } else if let Some(der) = tls.and_then(|t| t.peer_certificates.first()) {
+        return signed(state, &sig, body, now);
+    }
+    let cert = if let Some(der) = tls.and_then(|t| t.peer_certificates.first()) {
         der.clone()
     } else if let Some(der) = proxy_certificate(state, headers, peer)? {
         der
@@ -43,46 +44,105 @@ pub(crate) fn identify(
             "no Mdm-Signature header and no client certificate".into(),
         ));
     };
-    let now = state.clock.now();
     let sha256 = flotte_pki::sha256_fingerprint(&cert);
-    if let Some(not_after) = state.verified.get(&sha256)
-        && now < not_after
-    {
-        return Ok(DeviceIdentity { sha256, not_after });
+    if let Some(known) = state.verified.get(&sha256, now) {
+        return Ok(DeviceIdentity {
+            sha256,
+            not_after: known.not_after,
+        });
     }
+    chain_check(state, &cert, None, now)
+}
+
+/// An `Mdm-Signature` over `body`. A known identity costs one signature check with its cached
+/// key; a new one is checked in full (signature, then chain) and remembered.
+fn signed(
+    state: &AppState,
+    sig: &[u8],
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<DeviceIdentity, AppleError> {
+    let refused = |e: flotte_pki::PkiError| {
+        AppleError::Identity(format!("Mdm-Signature does not verify: {e}"))
+    };
+    let parsed = flotte_pki::DetachedSignature::parse(sig).map_err(refused)?;
+    let cert = parsed.signer_der();
+    let sha256 = flotte_pki::sha256_fingerprint(cert);
+    if let Some(known) = state.verified.get(&sha256, now)
+        && let Some(key) = &known.key
+    {
+        parsed.verify(body, key).map_err(refused)?;
+        return Ok(DeviceIdentity {
+            sha256,
+            not_after: known.not_after,
+        });
+    }
+    let key = flotte_pki::SignerKey::from_certificate(cert).map_err(refused)?;
+    // The signature first: garbage must not cost a chain walk.
+    parsed.verify(body, &key).map_err(refused)?;
+    chain_check(state, cert, Some(key), now)
+}
+
+fn chain_check(
+    state: &AppState,
+    cert: &[u8],
+    key: Option<flotte_pki::SignerKey>,
+    now: DateTime<Utc>,
+) -> Result<DeviceIdentity, AppleError> {
     let info = state
         .ca
-        .verify_issued(&cert, now)
+        .verify_issued(cert, now)
         .map_err(|e| AppleError::Identity(e.to_string()))?;
-    state.verified.insert(&info.sha256_hex, info.not_after);
+    state.verified.insert(
+        &info.sha256_hex,
+        Verified {
+            not_after: info.not_after,
+            key: key.map(Arc::new),
+        },
+    );
     Ok(DeviceIdentity {
         sha256: info.sha256_hex,
         not_after: info.not_after,
     })
 }
 
-/// Certificates that chained to our CA, with their expiry: a device presents
-/// the same identity on every request, and the chain need not be walked each
-/// time. Bounded: forgotten wholesale when full, which only costs re-checks.
+/// Certificates that chained to our CA, with their expiry and public key: a device presents
+/// the same identity on every request, and neither the chain nor the certificate need be
+/// read again. Keyed by the certificate's SHA-256, so a key is only ever used for the exact
+/// certificate it came from. Bounded: forgotten wholesale when full, which only costs re-checks.
 #[derive(Default)]
 pub(crate) struct VerifiedIdentities(
-    std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
+    std::sync::RwLock<std::collections::HashMap<String, Verified>>,
 );
+
+#[derive(Clone)]
+struct Verified {
+    not_after: DateTime<Utc>,
+    /// Absent for identities first seen as TLS client certificates; filled in at their first
+    /// signed message.
+    key: Option<Arc<flotte_pki::SignerKey>>,
+}
 
 /// About 200,000 devices fit before the cache starts over.
 const VERIFIED_CAPACITY: usize = 200_000;
 
 impl VerifiedIdentities {
-    fn get(&self, sha256: &str) -> Option<DateTime<Utc>> {
-        self.0.read().ok()?.get(sha256).copied()
+    /// A remembered identity that is still valid at `now`.
+    fn get(&self, sha256: &str, now: DateTime<Utc>) -> Option<Verified> {
+        self.0
+            .read()
+            .ok()?
+            .get(sha256)
+            .filter(|v| now < v.not_after)
+            .cloned()
     }
 
-    fn insert(&self, sha256: &str, not_after: DateTime<Utc>) {
+    fn insert(&self, sha256: &str, verified: Verified) {
         if let Ok(mut map) = self.0.write() {
             if map.len() >= VERIFIED_CAPACITY {
                 map.clear();
             }
-            map.insert(sha256.to_owned(), not_after);
+            map.insert(sha256.to_owned(), verified);
         }
     }
 }
