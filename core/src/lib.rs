@@ -8,6 +8,7 @@ pub mod auth;
 pub mod certificates;
 pub mod clock;
 pub mod command;
+pub mod csv;
 pub mod device;
 pub mod directory;
 pub mod error;

@@ -575,11 +575,9 @@ pub fn parse_delivery_list(bytes: &[u8]) -> Result<Vec<DeliveryRow>, Vec<RowErro
         .next()
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| whole("the file is empty".into()))?;
-    let delimiter = [',', ';', '\t']
-        .into_iter()
-        .max_by_key(|d| header_line.matches(*d).count())
-        .unwrap_or(',');
-    let records = parse_csv(text, delimiter).map_err(whole)?;
+    let delimiter = crate::csv::sniff_delimiter(header_line);
+    let records = crate::csv::records(text, delimiter)
+        .map_err(|e| whole(format!("line {}: {}", e.line, e.reason)))?;
     let mut records = records.into_iter();
     let (_, header) = records
         .next()
@@ -696,57 +694,6 @@ pub fn parse_delivery_list(bytes: &[u8]) -> Result<Vec<DeliveryRow>, Vec<RowErro
         return Err(whole("the file lists no devices".into()));
     }
     Ok(rows)
-}
-
-/// RFC 4180 records with the line each starts on.
-fn parse_csv(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>, String> {
-    let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut line = 1;
-    let mut start = 1;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-            }
-            c if c == delimiter => record.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                record.push(std::mem::take(&mut field));
-                records.push((start, std::mem::take(&mut record)));
-                line += 1;
-                start = line;
-            }
-            _ => field.push(c),
-        }
-    }
-    if in_quotes {
-        return Err(format!("line {start}: a quoted field is not closed"));
-    }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push((start, record));
-    }
-    Ok(records)
 }
 
 /// A register entry as the import planner needs it.

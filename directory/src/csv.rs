@@ -146,8 +146,13 @@ pub fn parse_ucsschool_csv(
 ) -> Result<DirectorySnapshot, CsvError> {
     let text = std::str::from_utf8(bytes).map_err(|e| CsvError::Encoding(e.to_string()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let delimiter = sniff_delimiter(text.lines().next().ok_or(CsvError::Empty)?);
-    let mut records = parse_records(text, delimiter)?.into_iter();
+    let delimiter = flotte_core::csv::sniff_delimiter(text.lines().next().ok_or(CsvError::Empty)?);
+    let mut records = flotte_core::csv::records(text, delimiter)
+        .map_err(|e| CsvError::Syntax {
+            line: e.line,
+            reason: e.reason,
+        })?
+        .into_iter();
     let (_, header) = records.next().ok_or(CsvError::Empty)?;
     let columns = Columns::from_header(&header);
     let schools_col = columns.schools.ok_or(CsvError::MissingColumn("Schule"))?;
@@ -362,70 +367,6 @@ fn fold(name: &str) -> String {
         }
     }
     out
-}
-
-/// The most frequent of `,` `;` and tab in the header line wins, as
-/// spreadsheet exports use any of them.
-fn sniff_delimiter(header: &str) -> char {
-    [',', ';', '\t']
-        .into_iter()
-        .max_by_key(|d| header.matches(*d).count())
-        .unwrap_or(',')
-}
-
-/// RFC 4180 records with their first line numbers: quoted fields may hold
-/// delimiters, doubled quotes and line breaks.
-fn parse_records(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
-    let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut line = 1;
-    let mut start_line = 1;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-            }
-            c if c == delimiter => record.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                record.push(std::mem::take(&mut field));
-                records.push((start_line, std::mem::take(&mut record)));
-                line += 1;
-                start_line = line;
-            }
-            _ => field.push(c),
-        }
-    }
-    if in_quotes {
-        return Err(CsvError::Syntax {
-            line: start_line,
-            reason: "a quoted field is not closed".to_owned(),
-        });
-    }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push((start_line, record));
-    }
-    Ok(records)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use crate::jobs;
 use apalis::layers::retry::RetryPolicy;
 use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
 use flotte_config::Settings;
 use flotte_core::Clock;
 use flotte_core::directory::DirectorySource;
@@ -63,7 +65,36 @@ macro_rules! job_worker {
     }};
 }
 
-/// Run every job worker until `shutdown` resolves; jobs in flight get the
+/// Every job type on its queue with its handler, registered on `$monitor` over one backend
+/// (the SQLite and PostgreSQL storages are different types, so the list is a macro).
+macro_rules! register_jobs {
+    ($monitor:expr, $storage:ident, $config:expr, $pool:expr, $poll:expr, $name:expr, $deps:expr) => {
+        register_jobs!(@each $monitor, $storage, $config, $pool, $poll, $name, $deps, [
+            (WakeDevice, jobs::wake_device),
+            (PruneTables, jobs::prune_tables),
+            (SyncDirectory, jobs::sync_directory),
+            (PushBatch, jobs::push_batch),
+            (PushProgress, jobs::push_progress),
+            (ReconcileDevice, jobs::reconcile_device),
+            (MaintainCertificates, jobs::maintain_certificates),
+            (PersonaliseLoanDevice, jobs::personalise_loan_device),
+            (MaintainLoans, jobs::maintain_loans),
+        ])
+    };
+    (@each $monitor:expr, $storage:ident, $config:expr, $pool:expr, $poll:expr, $name:expr, $deps:expr,
+     [$(($job:ty, $handler:path)),* $(,)?]) => {{
+        let monitor = $monitor;
+        $(
+            let storage = $storage::<$job>::new(&$pool)
+                .with_config($config(<$job as Job>::QUEUE))
+                .poll_with_interval($poll);
+            let monitor = monitor.register(job_worker!(storage, $job, $handler, $name, $deps));
+        )*
+        monitor
+    }};
+}
+
+/// Run every job worker until `shutdown` resolves;/// Run every job worker until `shutdown` resolves; jobs in flight get the
 /// shutdown grace period to finish, and any left unfinished are picked up again
 /// by the next worker once this one's heartbeat is overdue.
 pub async fn run(
@@ -107,85 +138,7 @@ pub async fn run(
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(missed)
             };
-            let wake = apalis_sqlite::SqliteStorage::<WakeDevice>::new(&pool)
-                .with_config(config(WakeDevice::QUEUE))
-                .poll_with_interval(poll);
-            let prune = apalis_sqlite::SqliteStorage::<PruneTables>::new(&pool)
-                .with_config(config(PruneTables::QUEUE))
-                .poll_with_interval(poll);
-            let sync = apalis_sqlite::SqliteStorage::<SyncDirectory>::new(&pool)
-                .with_config(config(SyncDirectory::QUEUE))
-                .poll_with_interval(poll);
-            let batch = apalis_sqlite::SqliteStorage::<PushBatch>::new(&pool)
-                .with_config(config(PushBatch::QUEUE))
-                .poll_with_interval(poll);
-            let progress = apalis_sqlite::SqliteStorage::<PushProgress>::new(&pool)
-                .with_config(config(PushProgress::QUEUE))
-                .poll_with_interval(poll);
-            let reconcile = apalis_sqlite::SqliteStorage::<ReconcileDevice>::new(&pool)
-                .with_config(config(ReconcileDevice::QUEUE))
-                .poll_with_interval(poll);
-            let certificates = apalis_sqlite::SqliteStorage::<MaintainCertificates>::new(&pool)
-                .with_config(config(MaintainCertificates::QUEUE))
-                .poll_with_interval(poll);
-            let personalise = apalis_sqlite::SqliteStorage::<PersonaliseLoanDevice>::new(&pool)
-                .with_config(config(PersonaliseLoanDevice::QUEUE))
-                .poll_with_interval(poll);
-            let loan_check = apalis_sqlite::SqliteStorage::<MaintainLoans>::new(&pool)
-                .with_config(config(MaintainLoans::QUEUE))
-                .poll_with_interval(poll);
-            monitor
-                .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
-                .register(job_worker!(
-                    prune,
-                    PruneTables,
-                    jobs::prune_tables,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    sync,
-                    SyncDirectory,
-                    jobs::sync_directory,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
-                .register(job_worker!(
-                    progress,
-                    PushProgress,
-                    jobs::push_progress,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    reconcile,
-                    ReconcileDevice,
-                    jobs::reconcile_device,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    certificates,
-                    MaintainCertificates,
-                    jobs::maintain_certificates,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    personalise,
-                    PersonaliseLoanDevice,
-                    jobs::personalise_loan_device,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    loan_check,
-                    MaintainLoans,
-                    jobs::maintain_loans,
-                    name,
-                    deps
-                ))
+            register_jobs!(monitor, SqliteStorage, config, pool, poll, name, deps)
                 .run_with_signal(signal)
                 .await
         }
@@ -196,85 +149,7 @@ pub async fn run(
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(missed)
             };
-            let wake = apalis_postgres::PostgresStorage::<WakeDevice>::new(&pool)
-                .with_config(config(WakeDevice::QUEUE))
-                .poll_with_interval(poll);
-            let prune = apalis_postgres::PostgresStorage::<PruneTables>::new(&pool)
-                .with_config(config(PruneTables::QUEUE))
-                .poll_with_interval(poll);
-            let sync = apalis_postgres::PostgresStorage::<SyncDirectory>::new(&pool)
-                .with_config(config(SyncDirectory::QUEUE))
-                .poll_with_interval(poll);
-            let batch = apalis_postgres::PostgresStorage::<PushBatch>::new(&pool)
-                .with_config(config(PushBatch::QUEUE))
-                .poll_with_interval(poll);
-            let progress = apalis_postgres::PostgresStorage::<PushProgress>::new(&pool)
-                .with_config(config(PushProgress::QUEUE))
-                .poll_with_interval(poll);
-            let reconcile = apalis_postgres::PostgresStorage::<ReconcileDevice>::new(&pool)
-                .with_config(config(ReconcileDevice::QUEUE))
-                .poll_with_interval(poll);
-            let certificates = apalis_postgres::PostgresStorage::<MaintainCertificates>::new(&pool)
-                .with_config(config(MaintainCertificates::QUEUE))
-                .poll_with_interval(poll);
-            let personalise = apalis_postgres::PostgresStorage::<PersonaliseLoanDevice>::new(&pool)
-                .with_config(config(PersonaliseLoanDevice::QUEUE))
-                .poll_with_interval(poll);
-            let loan_check = apalis_postgres::PostgresStorage::<MaintainLoans>::new(&pool)
-                .with_config(config(MaintainLoans::QUEUE))
-                .poll_with_interval(poll);
-            monitor
-                .register(job_worker!(wake, WakeDevice, jobs::wake_device, name, deps))
-                .register(job_worker!(
-                    prune,
-                    PruneTables,
-                    jobs::prune_tables,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    sync,
-                    SyncDirectory,
-                    jobs::sync_directory,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(batch, PushBatch, jobs::push_batch, name, deps))
-                .register(job_worker!(
-                    progress,
-                    PushProgress,
-                    jobs::push_progress,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    reconcile,
-                    ReconcileDevice,
-                    jobs::reconcile_device,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    certificates,
-                    MaintainCertificates,
-                    jobs::maintain_certificates,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    personalise,
-                    PersonaliseLoanDevice,
-                    jobs::personalise_loan_device,
-                    name,
-                    deps
-                ))
-                .register(job_worker!(
-                    loan_check,
-                    MaintainLoans,
-                    jobs::maintain_loans,
-                    name,
-                    deps
-                ))
+            register_jobs!(monitor, PostgresStorage, config, pool, poll, name, deps)
                 .run_with_signal(signal)
                 .await
         }
