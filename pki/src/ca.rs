@@ -56,6 +56,8 @@ pub struct CertificateAuthority {
     issuing_not_after: DateTime<Utc>,
     issuing_ski: Option<Vec<u8>>,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Recognises the issuing CA's own signature without a chain walk; see [`crate::fast`].
+    own: Option<crate::fast::OwnIssuer>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -285,6 +287,11 @@ impl CertificateAuthority {
             issuing_key.rcgen,
         )
         .map_err(|e| dir_error(format!("{ISSUING_CERT}: cannot sign with this CA: {e}")))?;
+        let own = crate::fast::OwnIssuer::new(
+            &issuing_parsed,
+            issuing_info.not_before.max(root_info.not_before),
+            issuing_info.not_after.min(root_info.not_after),
+        );
 
         Ok(Self {
             root,
@@ -294,6 +301,7 @@ impl CertificateAuthority {
             issuing_not_after: issuing_info.not_after,
             issuing_ski,
             issuer,
+            own,
         })
     }
 
@@ -459,6 +467,13 @@ impl CertificateAuthority {
             return Err(PkiError::UntrustedIssuer(
                 "a CA certificate is not an identity".into(),
             ));
+        }
+        if self
+            .own
+            .as_ref()
+            .is_some_and(|own| own.signed(&parsed, now))
+        {
+            return Ok(info);
         }
         let cert = X509::from_der(cert_der)
             .map_err(|e| PkiError::Malformed(format!("certificate: {e}")))?;

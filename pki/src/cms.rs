@@ -137,6 +137,13 @@ pub struct SignerKey(PKey<Public>);
 
 impl SignerKey {
     pub fn from_certificate(cert_der: &[u8]) -> Result<Self, PkiError> {
+        if let Some(key) = crate::info::parse_cert(cert_der)
+            .ok()
+            .as_ref()
+            .and_then(crate::fast::public_key)
+        {
+            return Ok(Self(key));
+        }
         let cert = X509::from_der(cert_der)
             .map_err(|e| PkiError::Malformed(format!("signer certificate: {e}")))?;
         Ok(Self(cert.public_key()?))

@@ -15,6 +15,7 @@ mod ca;
 mod cms;
 mod csr;
 mod error;
+mod fast;
 mod info;
 mod keys;
 mod pkcs12;

@@ -215,6 +215,63 @@ async fn ceiling(
     bodies: Arc<Vec<Vec<Signed>>>,
     ca_pem: &[u8],
 ) -> anyhow::Result<Phase> {
+    let router = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
+    bare(app, router, bodies, ca_pem).await
+}
+
+/// What any Apple MDM server must spend on a check-in before touching its database, on the
+/// same TLS stack: the `Mdm-Signature` checked (a new identity's certificate chained to the
+/// CA once, then its cached key) and the plist parsed. The gap between this and the ceiling
+/// is the protocol's own price; the gap between this and Flotte's check-in is Flotte's.
+async fn floor(
+    app: &TestApp,
+    bodies: Arc<Vec<Vec<Signed>>>,
+    ca_pem: &[u8],
+) -> anyhow::Result<Phase> {
+    type Keys = std::sync::RwLock<std::collections::HashMap<String, Arc<flotte_pki::SignerKey>>>;
+    let ca = Arc::new(app.ca());
+    let keys: Arc<Keys> = Arc::default();
+    let check = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let ca = ca.clone();
+        let keys = keys.clone();
+        async move {
+            let verified = (|| -> anyhow::Result<()> {
+                let sig = headers
+                    .get("mdm-signature")
+                    .ok_or_else(|| anyhow::anyhow!("no signature"))?;
+                let sig = base64::engine::general_purpose::STANDARD.decode(sig.as_bytes())?;
+                let parsed = flotte_pki::DetachedSignature::parse(&sig)?;
+                let cert = parsed.signer_der();
+                let sha256 = flotte_pki::sha256_fingerprint(cert);
+                let known = keys.read().expect("keys").get(&sha256).cloned();
+                match known {
+                    Some(key) => parsed.verify(&body, &key)?,
+                    None => {
+                        let key = flotte_pki::SignerKey::from_certificate(cert)?;
+                        parsed.verify(&body, &key)?;
+                        ca.verify_issued(cert, chrono::Utc::now())?;
+                        keys.write().expect("keys").insert(sha256, Arc::new(key));
+                    }
+                }
+                flotte_apple::parse_checkin(&body)?;
+                Ok(())
+            })();
+            match verified {
+                Ok(()) => axum::http::StatusCode::OK,
+                Err(_) => axum::http::StatusCode::BAD_REQUEST,
+            }
+        }
+    };
+    bare(app, axum::Router::new().fallback(check), bodies, ca_pem).await
+}
+
+/// Serve `router` on the app's rustls configuration and drive `bodies` at it.
+async fn bare(
+    app: &TestApp,
+    router: axum::Router,
+    bodies: Arc<Vec<Vec<Signed>>>,
+    ca_pem: &[u8],
+) -> anyhow::Result<Phase> {
     let chain = std::fs::read_to_string(app.data_path("tls.pem"))?;
     let key = std::fs::read_to_string(app.data_path("tls-key.pem"))?;
     use rustls_pki_types::pem::PemObject;
@@ -229,7 +286,6 @@ async fn ceiling(
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
     let handle = axum_server::Handle::new();
-    let router = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
     let server = axum_server::from_tcp_rustls(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
@@ -394,6 +450,12 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
 
     let ceiling_phase = ceiling(&app, idle, &ca_pem).await?;
     let ceiling_rate = ceiling_phase.rate();
+    let floor_phase = floor(&app, enrol, &ca_pem).await?;
+    anyhow::ensure!(
+        floor_phase.failures == 0,
+        "{} floor requests failed",
+        floor_phase.failures
+    );
 
     let mut out = Vec::new();
     let label = |what: &str| format!("{backend}, {devices} iPads, {what}");
@@ -412,6 +474,12 @@ pub async fn run(postgres_admin_url: Option<&str>, devices: usize) -> anyhow::Re
     figures(
         &label("command round (Idle → command, Acknowledged)"),
         &command_phase,
+        Some(ceiling_rate),
+        &mut out,
+    );
+    figures(
+        &label("floor: signature check and plist parse of the check-ins, same TLS"),
+        &floor_phase,
         Some(ceiling_rate),
         &mut out,
     );

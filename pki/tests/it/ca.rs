@@ -319,6 +319,41 @@ fn client_certificate_carries_subject_and_sans_and_client_auth() {
     );
 }
 
+/// The quick check of our own certificates compares the issuer's name before the signature: a
+/// CA that took our name must still fail, and so must a certificate changed after signing.
+#[test]
+fn verify_issued_refuses_a_lookalike_issuer_and_a_changed_certificate() {
+    let ca = shared_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let lookalike =
+        CertificateAuthority::load_or_create(dir.path(), "Test School Board", now()).unwrap();
+    let req = ClientCertificateRequest::new("device", 30);
+    let forged = lookalike.issue_client_certificate(&req, now()).unwrap();
+    let ours = ca.issue_client_certificate(&req, now()).unwrap();
+    let issuer_of = |der: &[u8]| {
+        openssl::x509::X509::from_der(der)
+            .unwrap()
+            .issuer_name()
+            .to_der()
+            .unwrap()
+    };
+    assert_eq!(issuer_of(&forged.cert_der), issuer_of(&ours.cert_der));
+    assert!(matches!(
+        ca.verify_issued(&forged.cert_der, now()),
+        Err(PkiError::UntrustedIssuer(_))
+    ));
+
+    // "device" -> "devicf" inside the signed part: same length, so it still parses.
+    let mut changed = ours.cert_der.clone();
+    let at = changed
+        .windows(6)
+        .rposition(|w| w == b"device")
+        .expect("common name in the certificate");
+    changed[at + 5] = b'f';
+    assert!(ca.verify_issued(&changed, now()).is_err());
+    ca.verify_issued(&ours.cert_der, now()).unwrap();
+}
+
 #[test]
 fn verify_issued_rejects_foreign_expired_not_yet_valid_and_ca_certificates() {
     let ca = shared_ca();
