@@ -59,6 +59,14 @@ pub struct IdentityBinding {
     pub active: bool,
 }
 
+/// Who an identity is bound to, and the push triple a TokenUpdate compares against; see
+/// [`Store::apple_token_binding`].
+#[derive(Debug, Clone)]
+pub struct TokenBinding {
+    pub binding: IdentityBinding,
+    state: TokenState,
+}
+
 /// Who an identity is bound to, and what an Idle poll from it would find; see
 /// [`Store::apple_poll_state`].
 #[derive(Debug, Clone)]
@@ -628,52 +636,95 @@ impl Store {
         to_device(device)
     }
 
+    /// The binding of an identity with what a TokenUpdate compares against, in one query.
+    pub async fn apple_token_binding(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<TokenBinding>, CoreError> {
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            enrollment_id: String,
+            ended_at: Option<DateTime<Utc>>,
+            device_id: String,
+            udid: Option<String>,
+            push_token: Option<String>,
+            push_magic: Option<String>,
+            push_topic: Option<String>,
+            token_invalid_at: Option<DateTime<Utc>>,
+            enrollment_state: String,
+            last_seen_at: Option<DateTime<Utc>>,
+        }
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT e.id AS enrollment_id, e.ended_at, d.id AS device_id, d.udid, \
+             e.push_token, e.push_magic, e.push_topic, e.token_invalid_at, \
+             d.enrollment_state, d.last_seen_at \
+             FROM enrollments e JOIN devices d ON d.id = e.device_id \
+             WHERE e.identity_sha256 = {}",
+            placeholder(backend, 1)
+        );
+        let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
+            sea_orm::Statement::from_sql_and_values(backend, sql, [sha256.into()]),
+        )
+        .one(&self.db)
+        .await
+        .map_err(CoreError::storage)?;
+        Ok(row.map(|r| TokenBinding {
+            binding: IdentityBinding {
+                device_id: r.device_id,
+                udid: r.udid,
+                enrollment_id: r.enrollment_id,
+                active: r.ended_at.is_none(),
+            },
+            state: TokenState {
+                push_token: r.push_token,
+                push_magic: r.push_magic,
+                push_topic: r.push_topic,
+                token_invalid_at: r.token_invalid_at,
+                enrollment_state: r.enrollment_state,
+                last_seen_at: r.last_seen_at,
+            },
+        }))
+    }
+
     /// TokenUpdate: store the push triple (UnlockToken sealed) and mark the device enrolled.
     /// Devices repeat TokenUpdate with the same values (after a restart, an OS update); that
-    /// changes nothing but `last_seen_at`, which is written only when it is stale.
+    /// changes nothing but `last_seen_at`, which is written only when it is stale. `current` is
+    /// what [`Self::apple_token_binding`] read; the enrolment is checked again as it is written.
     pub async fn apple_token_update(
         &self,
-        binding: &IdentityBinding,
+        current: &TokenBinding,
         token_hex: &str,
         push_magic: &str,
         topic: &str,
         unlock_token: Option<&[u8]>,
         now: DateTime<Utc>,
     ) -> Result<(), CoreError> {
-        let unchanged = |t: &TokenState| {
-            unlock_token.is_none()
-                && t.push_token.as_deref() == Some(token_hex)
-                && t.push_magic.as_deref() == Some(push_magic)
-                && t.push_topic.as_deref() == Some(topic)
-                && t.token_invalid_at.is_none()
-                && t.enrollment_state == EnrollmentState::Enrolled.as_str()
-        };
-        // Outside the write lock first: a repeated TokenUpdate usually needs no write at all.
-        if let Some(t) = token_state(&self.db, &binding.enrollment_id).await?
-            && t.ended_at.is_none()
-            && unchanged(&t)
-            && seen_recently(t.last_seen_at, now)
-        {
-            return Ok(());
+        let binding = &current.binding;
+        let t = &current.state;
+        if !binding.active {
+            return Err(ended_enrollment());
+        }
+        let unchanged = unlock_token.is_none()
+            && t.push_token.as_deref() == Some(token_hex)
+            && t.push_magic.as_deref() == Some(push_magic)
+            && t.push_topic.as_deref() == Some(topic)
+            && t.token_invalid_at.is_none()
+            && t.enrollment_state == EnrollmentState::Enrolled.as_str();
+        if unchanged {
+            if seen_recently(t.last_seen_at, now) {
+                return Ok(());
+            }
+            let txn = self.write().await?;
+            touch_last_seen(&txn, &binding.device_id, now).await?;
+            return commit(txn).await;
         }
         let unlock_sealed = match unlock_token {
             Some(t) => Some(self.sealer()?.seal(t)?),
             None => None,
         };
-        let txn = self.write().await?;
-        let t = token_state(&txn, &binding.enrollment_id)
-            .await?
-            .filter(|t| t.ended_at.is_none())
-            .ok_or_else(|| {
-                CoreError::Conflict("the enrolment this identity belongs to has ended".into())
-            })?;
-        if unchanged(&t) {
-            if !seen_recently(t.last_seen_at, now) {
-                touch_last_seen(&txn, &binding.device_id, now).await?;
-            }
-            return commit(txn).await;
-        }
         let first = t.push_token.is_none();
+        let txn = self.write().await?;
         let mut update = enrollment::Entity::update_many()
             .col_expr(
                 enrollment::Column::PushToken,
@@ -697,11 +748,17 @@ impl Store {
                 sea_orm::sea_query::Expr::value(sealed),
             );
         }
-        update
+        // The enrolment may have ended since it was read (a CheckOut, a re-enrolment): then
+        // nothing is written and the transaction is dropped, so rolled back.
+        let written = update
             .filter(enrollment::Column::Id.eq(&binding.enrollment_id))
+            .filter(enrollment::Column::EndedAt.is_null())
             .exec(&txn)
             .await
             .map_err(CoreError::storage)?;
+        if written.rows_affected == 0 {
+            return Err(ended_enrollment());
+        }
         let mut dev = device::Entity::update_many()
             .col_expr(
                 device::Column::EnrollmentState,
@@ -1086,6 +1143,10 @@ fn pending_states() -> String {
     .join(", ")
 }
 
+fn ended_enrollment() -> CoreError {
+    CoreError::Conflict("the enrolment this identity belongs to has ended".into())
+}
+
 fn seen_recently(last_seen_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     last_seen_at.is_some_and(|t| now - t < chrono::Duration::seconds(LAST_SEEN_GRANULARITY_SECS))
 }
@@ -1116,35 +1177,15 @@ async fn touch_last_seen(
     Ok(())
 }
 
-/// What a TokenUpdate compares against, from the enrolment and its device in one query.
-#[derive(sea_orm::FromQueryResult)]
+/// What a TokenUpdate compares against, from the enrolment and its device.
+#[derive(Debug, Clone, sea_orm::FromQueryResult)]
 struct TokenState {
-    ended_at: Option<DateTime<Utc>>,
     push_token: Option<String>,
     push_magic: Option<String>,
     push_topic: Option<String>,
     token_invalid_at: Option<DateTime<Utc>>,
     enrollment_state: String,
     last_seen_at: Option<DateTime<Utc>>,
-}
-
-async fn token_state(
-    conn: &impl ConnectionTrait,
-    enrollment_id: &str,
-) -> Result<Option<TokenState>, CoreError> {
-    let backend = conn.get_database_backend();
-    let sql = format!(
-        "SELECT e.ended_at, e.push_token, e.push_magic, e.push_topic, e.token_invalid_at, \
-         d.enrollment_state, d.last_seen_at \
-         FROM enrollments e JOIN devices d ON d.id = e.device_id WHERE e.id = {}",
-        placeholder(backend, 1)
-    );
-    <TokenState as sea_orm::FromQueryResult>::find_by_statement(
-        sea_orm::Statement::from_sql_and_values(backend, sql, [enrollment_id.into()]),
-    )
-    .one(conn)
-    .await
-    .map_err(CoreError::storage)
 }
 
 async fn set_state(
@@ -1359,12 +1400,14 @@ mod tests {
         assert!(!poll.pending);
         let binding = poll.binding;
 
+        // Each TokenUpdate reads the binding afresh, as the check-in handler does.
         let update = |token: &'static str, at| {
             let store = store.clone();
-            let binding = binding.clone();
+            let identity = identity.clone();
             async move {
+                let current = store.apple_token_binding(&identity).await.unwrap().unwrap();
                 store
-                    .apple_token_update(&binding, token, "magic", "com.apple.mgmt.test", None, at)
+                    .apple_token_update(&current, token, "magic", "com.apple.mgmt.test", None, at)
                     .await
                     .unwrap()
             }

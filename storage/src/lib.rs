@@ -27,7 +27,7 @@ mod windows;
 pub use accounts::{LocalAccount, NewSession, SessionRecord, StaffFacts, ThrottleLimit};
 pub use apple::{
     APPLE_IDENTITY, AuthenticateFacts, IdentityBinding, IssuedRecord, NextCommand, PollState,
-    PushCertificate, Report, School,
+    PushCertificate, Report, School, TokenBinding,
 };
 pub use commands::{CommandRecord, NewCommand};
 pub use db::{Backend, JobPool, Store};

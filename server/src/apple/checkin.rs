@@ -67,11 +67,15 @@ pub(crate) async fn handle(
             Ok(StatusCode::OK.into_response())
         }
         CheckinMessage::TokenUpdate(t) => {
-            let binding = bound(&state, &identity, t.udid.as_deref()).await?;
+            let current = store
+                .apple_token_binding(&identity.sha256)
+                .await?
+                .ok_or_else(not_authenticated)?;
+            check_binding(&current.binding, t.udid.as_deref())?;
             let token_hex = hex::encode(&t.token);
             store
                 .apple_token_update(
-                    &binding,
+                    &current,
                     &token_hex,
                     &t.push_magic,
                     &t.topic,
