@@ -52,11 +52,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                // Pages from the OS cache by memory map instead of a read() per page miss, and
-                // a page cache per connection that holds a school board's hot rows (32 MiB;
-                // SQLite's default is 2 MiB). Check-ins profiled as mostly read() syscalls
-                // without these.
-                .pragma("mmap_size", "268435456")
+                // A page cache per connection that holds a school board's hot rows (32 MiB;
+                // SQLite's default is 2 MiB). Not mmap: a growing file is mapped again on every
+                // connection, and the TLB shootdowns cost more than the read() calls they save.
                 .pragma("cache_size", "-32768")
                 .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
