@@ -107,6 +107,81 @@ pub struct NextCommand {
     pub payload: String,
 }
 
+/// A device first seen at Authenticate, in the identity's school.
+pub(crate) fn new_apple_device(
+    facts: &AuthenticateFacts,
+    school_id: Option<String>,
+    now: DateTime<Utc>,
+) -> device::ActiveModel {
+    let mut active = device::ActiveModel {
+        id: Set(uuid::Uuid::new_v4().to_string()),
+        platform: Set(Platform::Apple.as_str().to_owned()),
+        serial_number: Set(None),
+        udid: Set(Some(facts.udid.clone())),
+        asset_tag: Set(None),
+        model: Set(None),
+        model_name: Set(None),
+        product_name: Set(None),
+        os_version: Set(None),
+        build_version: Set(None),
+        device_name: Set(None),
+        capacity_gb: Set(None),
+        available_gb: Set(None),
+        battery_level: Set(None),
+        school_id: Set(school_id),
+        assigned_person_id: Set(None),
+        enrollment_state: Set(EnrollmentState::Registered.as_str().to_owned()),
+        enrolled_at: Set(None),
+        last_seen_at: Set(Some(now)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        wifi_mac: Set(None),
+        supervised: Set(None),
+    };
+    apply_inventory(&mut active, &facts.inventory);
+    active
+}
+
+/// The enrolment an Authenticate opens for an identity.
+pub(crate) fn new_apple_enrollment(
+    device_id: &str,
+    facts: &AuthenticateFacts,
+    identity_sha256: &str,
+    identity_serial: &str,
+    identity_not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> enrollment::ActiveModel {
+    enrollment::ActiveModel {
+        id: Set(uuid::Uuid::new_v4().to_string()),
+        device_id: Set(device_id.to_owned()),
+        platform: Set(Platform::Apple.as_str().to_owned()),
+        identity_sha256: Set(Some(identity_sha256.to_owned())),
+        identity_serial: Set(Some(identity_serial.to_owned())),
+        identity_not_after: Set(Some(identity_not_after)),
+        push_token: Set(None),
+        push_magic: Set(None),
+        push_topic: Set(Some(facts.topic.clone())),
+        unlock_token: Set(None),
+        token_invalid_at: Set(None),
+        bootstrap_token: Set(None),
+        started_at: Set(now),
+        ended_at: Set(None),
+    }
+}
+
+pub(crate) fn authenticate_audit(
+    facts: &AuthenticateFacts,
+    device_id: &str,
+    identity_sha256: &str,
+) -> AuditEntry {
+    AuditEntry::new(
+        format!("device:{}", facts.udid),
+        "device.authenticate",
+        format!("device:{device_id}"),
+    )
+    .with_details(serde_json::json!({ "identity": identity_sha256 }))
+}
+
 fn apply_inventory(active: &mut device::ActiveModel, inv: &InventoryUpdate) {
     macro_rules! set_if {
         ($($field:ident),*) => {$(
@@ -420,7 +495,30 @@ impl Store {
     /// serial number in the register, else created), put it in the identity's
     /// school, and open an enrolment. A re-enrolment with a new identity ends the
     /// old enrolment but keeps the device, its history and its loans.
+    ///
+    /// The common case, a device Flotte has never seen with an identity never used, is
+    /// written together with other such check-ins (see [`crate::checkin_batch`]).
     pub async fn apple_authenticate(
+        &self,
+        facts: &AuthenticateFacts,
+        identity_sha256: &str,
+        identity_not_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Device, CoreError> {
+        match self
+            .first_contact(facts, identity_sha256, identity_not_after, now)
+            .await?
+        {
+            Some(first) => self.write_first_contact(first).await,
+            None => {
+                self.authenticate_alone(facts, identity_sha256, identity_not_after, now)
+                    .await
+            }
+        }
+    }
+
+    /// Authenticate in a transaction of its own, for every case.
+    pub(crate) async fn authenticate_alone(
         &self,
         facts: &AuthenticateFacts,
         identity_sha256: &str,
@@ -493,32 +591,7 @@ impl Store {
                 active.try_into_model().map_err(CoreError::storage)?
             }
             None => {
-                let mut active = device::ActiveModel {
-                    id: Set(uuid::Uuid::new_v4().to_string()),
-                    platform: Set(Platform::Apple.as_str().to_owned()),
-                    serial_number: Set(None),
-                    udid: Set(Some(facts.udid.clone())),
-                    asset_tag: Set(None),
-                    model: Set(None),
-                    model_name: Set(None),
-                    product_name: Set(None),
-                    os_version: Set(None),
-                    build_version: Set(None),
-                    device_name: Set(None),
-                    capacity_gb: Set(None),
-                    available_gb: Set(None),
-                    battery_level: Set(None),
-                    school_id: Set(cert.school_id.clone()),
-                    assigned_person_id: Set(None),
-                    enrollment_state: Set(EnrollmentState::Registered.as_str().to_owned()),
-                    enrolled_at: Set(None),
-                    last_seen_at: Set(Some(now)),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    wifi_mac: Set(None),
-                    supervised: Set(None),
-                };
-                apply_inventory(&mut active, &facts.inventory);
+                let active = new_apple_device(facts, cert.school_id.clone(), now);
                 device::Entity::insert(active.clone())
                     .exec_without_returning(&txn)
                     .await
@@ -575,22 +648,14 @@ impl Store {
                     .map_err(CoreError::storage)?;
             }
             None => {
-                enrollment::Entity::insert(enrollment::ActiveModel {
-                    id: Set(uuid::Uuid::new_v4().to_string()),
-                    device_id: Set(device.id.clone()),
-                    platform: Set(Platform::Apple.as_str().to_owned()),
-                    identity_sha256: Set(Some(identity_sha256.to_owned())),
-                    identity_serial: Set(Some(cert.serial_hex.clone())),
-                    identity_not_after: Set(Some(identity_not_after)),
-                    push_token: Set(None),
-                    push_magic: Set(None),
-                    push_topic: Set(Some(facts.topic.clone())),
-                    unlock_token: Set(None),
-                    token_invalid_at: Set(None),
-                    bootstrap_token: Set(None),
-                    started_at: Set(now),
-                    ended_at: Set(None),
-                })
+                enrollment::Entity::insert(new_apple_enrollment(
+                    &device.id,
+                    facts,
+                    identity_sha256,
+                    &cert.serial_hex,
+                    identity_not_after,
+                    now,
+                ))
                 .exec_without_returning(&txn)
                 .await
                 .map_err(db_err("enrolment"))?;
@@ -623,12 +688,7 @@ impl Store {
         }
         audit::record(
             &txn,
-            &AuditEntry::new(
-                format!("device:{}", facts.udid),
-                "device.authenticate",
-                format!("device:{}", device.id),
-            )
-            .with_details(serde_json::json!({ "identity": identity_sha256 })),
+            &authenticate_audit(facts, &device.id, identity_sha256),
             now,
         )
         .await?;
@@ -723,77 +783,18 @@ impl Store {
             Some(t) => Some(self.sealer()?.seal(t)?),
             None => None,
         };
-        let first = t.push_token.is_none();
-        let txn = self.write().await?;
-        let mut update = enrollment::Entity::update_many()
-            .col_expr(
-                enrollment::Column::PushToken,
-                sea_orm::sea_query::Expr::value(token_hex),
-            )
-            .col_expr(
-                enrollment::Column::PushMagic,
-                sea_orm::sea_query::Expr::value(push_magic),
-            )
-            .col_expr(
-                enrollment::Column::PushTopic,
-                sea_orm::sea_query::Expr::value(topic),
-            )
-            .col_expr(
-                enrollment::Column::TokenInvalidAt,
-                sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        if let Some(sealed) = unlock_sealed {
-            update = update.col_expr(
-                enrollment::Column::UnlockToken,
-                sea_orm::sea_query::Expr::value(sealed),
-            );
-        }
-        // The enrolment may have ended since it was read (a CheckOut, a re-enrolment): then
-        // nothing is written and the transaction is dropped, so rolled back.
-        let written = update
-            .filter(enrollment::Column::Id.eq(&binding.enrollment_id))
-            .filter(enrollment::Column::EndedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(CoreError::storage)?;
-        if written.rows_affected == 0 {
-            return Err(ended_enrollment());
-        }
-        let mut dev = device::Entity::update_many()
-            .col_expr(
-                device::Column::EnrollmentState,
-                sea_orm::sea_query::Expr::value(EnrollmentState::Enrolled.as_str()),
-            )
-            .col_expr(
-                device::Column::LastSeenAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .col_expr(
-                device::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::value(now),
-            );
-        if first {
-            dev = dev.col_expr(
-                device::Column::EnrolledAt,
-                sea_orm::sea_query::Expr::value(now),
-            );
-        }
-        dev.filter(device::Column::Id.eq(&binding.device_id))
-            .exec(&txn)
-            .await
-            .map_err(CoreError::storage)?;
-        audit::record(
-            &txn,
-            &AuditEntry::new(
-                format!("device:{}", binding.udid.clone().unwrap_or_default()),
-                "device.token_update",
-                format!("device:{}", binding.device_id),
-            )
-            .with_details(serde_json::json!({ "first": first })),
+        self.write_token(crate::checkin_batch::TokenWrite {
+            enrollment_id: binding.enrollment_id.clone(),
+            device_id: binding.device_id.clone(),
+            udid: binding.udid.clone().unwrap_or_default(),
+            token_hex: token_hex.to_owned(),
+            push_magic: push_magic.to_owned(),
+            topic: topic.to_owned(),
+            unlock_sealed,
+            first: t.push_token.is_none(),
             now,
-        )
-        .await?;
-        commit(txn).await
+        })
+        .await
     }
 
     /// CheckOut: the profile was removed; end the enrolment and stop pushing.
@@ -1124,7 +1125,7 @@ impl Store {
     }
 }
 
-fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+pub(crate) fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
     if backend == sea_orm::DbBackend::Sqlite {
         "?".to_owned()
     } else {
@@ -1143,7 +1144,7 @@ fn pending_states() -> String {
     .join(", ")
 }
 
-fn ended_enrollment() -> CoreError {
+pub(crate) fn ended_enrollment() -> CoreError {
     CoreError::Conflict("the enrolment this identity belongs to has ended".into())
 }
 

@@ -31,6 +31,33 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Several entries in one INSERT, for writes carried in one batch.
+pub(crate) async fn record_many(
+    conn: &impl ConnectionTrait,
+    entries: impl IntoIterator<Item = (AuditEntry, DateTime<Utc>)>,
+) -> Result<(), CoreError> {
+    let rows: Vec<audit_log::ActiveModel> = entries
+        .into_iter()
+        .map(|(entry, at)| audit_log::ActiveModel {
+            id: NotSet,
+            at: Set(at),
+            actor: Set(entry.actor),
+            action: Set(entry.action),
+            target: Set(entry.target),
+            source: Set(entry.source),
+            details: Set(entry.details.to_string()),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    audit_log::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await
+        .map_err(CoreError::storage)?;
+    Ok(())
+}
+
 impl Store {
     /// Record an entry on its own (for events that change nothing else).
     pub async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> Result<(), CoreError> {

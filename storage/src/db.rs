@@ -1,3 +1,4 @@
+use crate::group_commit::GroupCommit;
 use flotte_core::CoreError;
 use flotte_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -36,6 +37,11 @@ pub struct Store {
     /// with writes spread over the pool every write started cold and read its pages again
     /// (half of a check-in's CPU, profiled). Writes on one connection keep its cache warm.
     writer: Option<DatabaseConnection>,
+    /// Check-in writes of many devices, each batch in one transaction.
+    pub(crate) token_writes: std::sync::Arc<GroupCommit<crate::checkin_batch::TokenWrite, ()>>,
+    pub(crate) first_contacts: std::sync::Arc<
+        GroupCommit<crate::checkin_batch::FirstContact, flotte_core::device::Device>,
+    >,
     pub(crate) sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
@@ -75,6 +81,8 @@ impl Store {
                 backend: Backend::Sqlite,
                 write_gate: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))),
                 writer: Some(SqlxSqliteConnector::from_sqlx_sqlite_pool(writer)),
+                token_writes: Default::default(),
+                first_contacts: Default::default(),
                 sealer: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -89,6 +97,8 @@ impl Store {
                 backend: Backend::Postgres,
                 write_gate: None,
                 writer: None,
+                token_writes: Default::default(),
+                first_contacts: Default::default(),
                 sealer: None,
             })
         } else {

@@ -8,12 +8,14 @@
 mod accounts;
 mod apple;
 mod audit;
+mod checkin_batch;
 mod commands;
 mod db;
 mod devices;
 mod directory;
 mod enrollments;
 pub mod entity;
+mod group_commit;
 mod jobs;
 mod loans;
 mod profiles;
