@@ -1353,6 +1353,100 @@ mod tests {
     }
 
     /// The writes this module skips are only skipped when nothing would change.
+    /// An identity of our CA for enrolment, recorded as issued.
+    async fn issued_identity(store: &Store, n: u32, school: &str, t0: DateTime<Utc>) -> String {
+        let sha = format!("{n:064x}");
+        store
+            .record_issued_certificate(
+                &IssuedRecord {
+                    kind: APPLE_IDENTITY.into(),
+                    serial_hex: format!("{n:x}"),
+                    sha256: sha.clone(),
+                    subject: format!("ipad {n}"),
+                    not_before: t0,
+                    not_after: t0 + chrono::Duration::days(30),
+                    school_id: Some(school.to_owned()),
+                    person_id: None,
+                    device_id: None,
+                },
+                &AuditEntry::new("test", "setup", ""),
+                t0,
+            )
+            .await
+            .unwrap();
+        sha
+    }
+
+    /// A TokenUpdate read before its enrolment ended (the device re-enrolled meanwhile) is
+    /// refused, whether it lands in a batch alone or with the TokenUpdates of other devices,
+    /// which are all written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_for_an_ended_enrolment_is_refused_and_its_batch_neighbours_written() {
+        let (_dir, store) = store().await;
+        let t0 = Utc::now();
+        let actor = AuditEntry::new("test", "setup", "");
+        let school = store
+            .create_school("S1", "Schule", &actor, t0)
+            .await
+            .unwrap();
+        let facts = |n: u32| AuthenticateFacts {
+            udid: format!("UDID-{n}"),
+            topic: "com.apple.mgmt.test".into(),
+            inventory: InventoryUpdate::default(),
+        };
+        let mut identities = Vec::new();
+        for n in 1..=20 {
+            let sha = issued_identity(&store, n, &school.id, t0).await;
+            store
+                .apple_authenticate(&facts(n), &sha, t0 + chrono::Duration::days(30), t0)
+                .await
+                .unwrap();
+            identities.push(sha);
+        }
+        let stale = store
+            .apple_token_binding(&identities[0])
+            .await
+            .unwrap()
+            .unwrap();
+        let renewed = issued_identity(&store, 99, &school.id, t0).await;
+        store
+            .apple_authenticate(&facts(1), &renewed, t0 + chrono::Duration::days(30), t0)
+            .await
+            .unwrap();
+
+        let mut tasks = Vec::new();
+        for (i, sha) in identities.iter().enumerate() {
+            let store = store.clone();
+            let current = if i == 0 {
+                stale.clone()
+            } else {
+                store.apple_token_binding(sha).await.unwrap().unwrap()
+            };
+            tasks.push(tokio::spawn(async move {
+                let token = format!("{i:04x}");
+                store
+                    .apple_token_update(&current, &token, "magic", "com.apple.mgmt.test", None, t0)
+                    .await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            match (i, task.await.unwrap()) {
+                (0, Err(CoreError::Conflict(why))) => assert!(why.contains("ended"), "{why}"),
+                (0, other) => panic!("the stale token was not refused: {other:?}"),
+                (_, result) => result.unwrap(),
+            }
+        }
+        for (i, sha) in identities.iter().enumerate().skip(1) {
+            let now = store.apple_token_binding(sha).await.unwrap().unwrap();
+            assert_eq!(now.state.push_token, Some(format!("{i:04x}")));
+        }
+        let renewed = store.apple_token_binding(&renewed).await.unwrap().unwrap();
+        assert_eq!(
+            renewed.state.push_token, None,
+            "the new enrolment is untouched"
+        );
+    }
+
     #[tokio::test]
     async fn repeated_token_updates_and_idle_polls_write_only_what_changed() {
         let (_dir, store) = store().await;

@@ -12,7 +12,7 @@ use crate::apple::{
 };
 use crate::db::commit;
 use crate::devices::to_device;
-use crate::entity::{certificate, device, enrollment};
+use crate::entity::{device, enrollment};
 use crate::{Store, audit};
 use chrono::{DateTime, Utc};
 use flotte_core::CoreError;
@@ -263,9 +263,10 @@ impl Store {
             .collect())
     }
 
-    /// The Authenticate of a device never seen, with an identity we issued for enrolment and
-    /// never used: `None` for every other case, which [`Self::authenticate_alone`] handles.
-    /// Read outside the write lock; the batch checks again what it relies on.
+    /// Check the push topic, and recognise the Authenticate of a device never seen, with an
+    /// identity we issued for enrolment and never used: `None` for every other case, which
+    /// [`Self::authenticate_alone`] handles. One query, outside the write lock; the batch
+    /// checks again what it relies on.
     pub(crate) async fn first_contact(
         &self,
         facts: &AuthenticateFacts,
@@ -273,35 +274,69 @@ impl Store {
         identity_not_after: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<FirstContact>, CoreError> {
-        let Some(cert) = certificate::Entity::find()
-            .filter(certificate::Column::Sha256.eq(identity_sha256))
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            push_topic: Option<String>,
+            id: Option<String>,
+            kind: Option<String>,
+            serial_hex: Option<String>,
+            school_id: Option<String>,
+            bound: Option<String>,
+            revoked_at: Option<DateTime<Utc>>,
+            known: i64,
+        }
+        let mut sql = Sql::new(self.db.get_database_backend());
+        sql.push(
+            "SELECT t.topic AS push_topic, c.id, c.kind, c.serial_hex, c.school_id, \
+             c.device_id AS bound, c.revoked_at, \
+             (SELECT COUNT(*) FROM devices d WHERE d.udid = ",
+        )
+        .value(facts.udid.as_str());
+        if let Some(serial) = &facts.inventory.serial_number {
+            sql.push(" OR (d.platform = ")
+                .value(Platform::Apple.as_str())
+                .push(" AND d.serial_number = ")
+                .value(serial.as_str())
+                .push(")");
+        }
+        sql.push(
+            ") AS known \
+             FROM (SELECT (SELECT topic FROM push_certificates WHERE active = ",
+        )
+        .value(true)
+        .push(" LIMIT 1) AS topic) t LEFT JOIN certificates c ON c.sha256 = ")
+        .value(identity_sha256);
+        let row = <Row as sea_orm::FromQueryResult>::find_by_statement(sql.statement())
             .one(&self.db)
             .await
             .map_err(CoreError::storage)?
-        else {
+            .ok_or_else(|| {
+                CoreError::storage(std::io::Error::other("no row from a one-row query"))
+            })?;
+        if let Some(topic) = &row.push_topic
+            && *topic != facts.topic
+        {
+            return Err(CoreError::Conflict(format!(
+                "topic {} is not this server's push topic",
+                facts.topic
+            )));
+        }
+        let (Some(certificate_id), Some(serial_hex)) = (row.id, row.serial_hex) else {
             return Ok(None);
         };
-        if cert.kind != APPLE_IDENTITY || cert.revoked_at.is_some() || cert.device_id.is_some() {
-            return Ok(None);
-        }
-        if device::Entity::find()
-            .filter(same_device(
-                [facts.udid.as_str()],
-                facts.inventory.serial_number.as_deref(),
-            ))
-            .count(&self.db)
-            .await
-            .map_err(CoreError::storage)?
-            > 0
+        if row.kind.as_deref() != Some(APPLE_IDENTITY)
+            || row.revoked_at.is_some()
+            || row.bound.is_some()
+            || row.known > 0
         {
             return Ok(None);
         }
-        let device = new_apple_device(facts, cert.school_id.clone(), now);
+        let device = new_apple_device(facts, row.school_id, now);
         let enrollment = new_apple_enrollment(
             device.id.as_ref(),
             facts,
             identity_sha256,
-            &cert.serial_hex,
+            &serial_hex,
             identity_not_after,
             now,
         );
@@ -310,7 +345,7 @@ impl Store {
             identity_sha256: identity_sha256.to_owned(),
             identity_not_after,
             now,
-            certificate_id: cert.id,
+            certificate_id,
             device,
             enrollment,
         }))

@@ -143,6 +143,9 @@ mod tests {
         }
         let batches = batches.load(Ordering::SeqCst);
         // Shared: far fewer batches than writes; bounded: none larger than MAX_BATCH.
-        assert!((500 / MAX_BATCH..100).contains(&batches), "{batches} batches");
+        assert!(
+            (500 / MAX_BATCH..100).contains(&batches),
+            "{batches} batches"
+        );
     }
 }

@@ -1000,3 +1000,105 @@ async fn a_push_certificate_with_another_topic_is_refused_unless_forced() {
         "no topic in the certificate"
     );
 }
+
+/// Check-ins of new iPads are written in batches: many at once all enrol, each with its own
+/// device, enrolment, push token and audit entries; the same iPad enrolling twice at once with
+/// two identities stays one device with one open enrolment.
+#[tokio::test]
+async fn ipads_checking_in_at_once_are_written_together_and_each_gets_its_own_answer() {
+    let (apns, app) = app_with_school().await;
+    let mut ipads = Vec::new();
+    for n in 0..24 {
+        ipads.push(app.new_ipad("GYM1", 300 + n).await);
+    }
+    let before = changes_recorded(&app).await.len();
+    let authenticated = futures::future::join_all(
+        ipads
+            .iter()
+            .map(|i| async move { i.checkin(&i.authenticate_message()).await }),
+    )
+    .await;
+    let updated = futures::future::join_all(
+        ipads
+            .iter()
+            .map(|i| async move { i.checkin(&i.token_update_message()).await }),
+    )
+    .await;
+    for (status, body) in authenticated.iter().chain(&updated) {
+        assert_eq!(*status, StatusCode::OK, "{}", String::from_utf8_lossy(body));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for ipad in &ipads {
+        let d = device(&app, &ipad.udid).await;
+        assert_eq!(d["serial_number"], ipad.serial.as_str());
+        assert_eq!(d["enrollment_state"], "enrolled");
+        let id = d["id"].as_str().unwrap().to_owned();
+        let target = app
+            .store
+            .push_target(&id)
+            .await
+            .unwrap()
+            .expect("push target");
+        assert_eq!(target.token_hex, ipad.token_hex());
+        assert_eq!(target.push_magic, ipad.push_magic);
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), ipads.len(), "one device each");
+    let recorded = changes_recorded(&app).await;
+    let new: Vec<&String> = recorded[..recorded.len() - before].iter().collect();
+    let count = |action: &str| new.iter().filter(|e| e.contains(action)).count();
+    assert_eq!(count("device.authenticate"), ipads.len());
+    assert_eq!(count("device.token_update"), ipads.len());
+
+    // One iPad, two profiles installed at the same moment: two identities, one device.
+    let first = app.new_ipad("GYM1", 400).await;
+    let second = app.new_ipad("GYM1", 400).await;
+    let (a, b) = futures::future::join(
+        first.checkin(&first.authenticate_message()),
+        second.checkin(&second.authenticate_message()),
+    )
+    .await;
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let (_, list) = app.get_json("/api/v1/devices?platform=apple").await;
+    let same: Vec<&Value> = list
+        .as_array()
+        .or_else(|| list["devices"].as_array())
+        .expect("device list")
+        .iter()
+        .filter(|d| d["udid"] == first.udid.as_str())
+        .collect();
+    assert_eq!(same.len(), 1, "{list}");
+    use flotte_storage::entity::enrollment;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let open = enrollment::Entity::find()
+        .filter(enrollment::Column::DeviceId.eq(same[0]["id"].as_str().unwrap()))
+        .filter(enrollment::Column::EndedAt.is_null())
+        .count(app.store.connection())
+        .await
+        .unwrap();
+    assert_eq!(open, 1);
+    let _ = apns;
+}
+
+/// An Authenticate for another server's push topic is refused before anything is written.
+#[tokio::test]
+async fn an_authenticate_for_another_push_topic_is_refused_and_records_nothing() {
+    let (apns, app) = app_with_school().await;
+    let ipad = app.new_ipad("GYM1", 600).await;
+    let mut message = ipad.authenticate_message();
+    if let CheckinMessage::Authenticate(a) = &mut message {
+        a.topic = "com.apple.mgmt.External.someone-else".into();
+    }
+    assert_refused(ipad.checkin(&message).await, "push topic").await;
+    let (status, _) = app
+        .get_json(&format!("/api/v1/devices/{}", ipad.udid))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The right topic still enrols the same iPad.
+    ipad.enrol().await.unwrap();
+    assert_eq!(
+        device(&app, &ipad.udid).await["enrollment_state"],
+        "enrolled"
+    );
+    let _ = apns;
+}

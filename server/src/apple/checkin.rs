@@ -38,14 +38,6 @@ pub(crate) async fn handle(
                     "Authenticate without UDID (user enrolment is not supported)".into(),
                 )
             })?;
-            if let Some(topic) = store.apple_push_topic().await?
-                && topic != a.topic
-            {
-                return Err(AppleError::Mismatch(format!(
-                    "topic {} is not this server's push topic",
-                    a.topic
-                )));
-            }
             let facts = AuthenticateFacts {
                 udid,
                 topic: a.topic.clone(),
