@@ -110,7 +110,10 @@ async fn main() -> anyhow::Result<()> {
                     "{}Simulated iPads (signed `Mdm-Signature`, identities from Flotte's CA) against `flotte up` \
                      in-process, 32 HTTPS/1.1 keep-alive connections from a load generator on the same machine. \
                      Bodies are signed before timing. The ceiling is an empty handler on the same rustls stack \
-                     with the same request bodies; ratios compare against it.\n\n{}",
+                     with the same request bodies; ratios compare against it. The floor is a handler on the same \
+                     stack that only does what the protocol demands before any storage: it checks the \
+                     check-ins' `Mdm-Signature` (a new identity's chain once, then its cached key) and parses \
+                     the plist.\n\n{}",
                     header(),
                     table(&figures)
                 );
