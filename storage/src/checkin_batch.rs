@@ -149,7 +149,14 @@ impl Store {
                     let one = self
                         .write_tokens_together(std::slice::from_ref(write))
                         .await;
-                    results.push(one.and_then(|mut r| r.pop().unwrap_or(Ok(()))));
+                    // One write in, one answer out; an empty answer would be a bug, not a success.
+                    results.push(one.and_then(|mut r| {
+                        r.pop().unwrap_or_else(|| {
+                            Err(CoreError::storage(std::io::Error::other(
+                                "a batch of one gave no answer",
+                            )))
+                        })
+                    }));
                 }
                 results
             }
