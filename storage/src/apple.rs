@@ -471,18 +471,6 @@ impl Store {
         }))
     }
 
-    /// The active push certificate's topic, without opening its key.
-    pub async fn apple_push_topic(&self) -> Result<Option<String>, CoreError> {
-        push_certificate::Entity::find()
-            .select_only()
-            .column(push_certificate::Column::Topic)
-            .filter(push_certificate::Column::Active.eq(true))
-            .into_tuple::<String>()
-            .one(&self.db)
-            .await
-            .map_err(CoreError::storage)
-    }
-
     /// Which device and enrolment an identity certificate is bound to.
     pub async fn apple_identity_binding(
         &self,
@@ -1179,7 +1167,7 @@ async fn touch_last_seen(
 }
 
 /// What a TokenUpdate compares against, from the enrolment and its device.
-#[derive(Debug, Clone, sea_orm::FromQueryResult)]
+#[derive(Debug, Clone)]
 struct TokenState {
     push_token: Option<String>,
     push_magic: Option<String>,
